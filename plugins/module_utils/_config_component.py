@@ -1,0 +1,334 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleetops.rollback contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The `config` component: files and directory trees, byte-exact, with mode and owner.
+
+Restores stage every file body next to its destination and run the optional validate command on
+it before anything is swapped, so a body that fails validation changes nothing. Then extras are
+removed, directories made, bodies renamed into place and attributes set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+
+from ansible_collections.fleetops.rollback.plugins.module_utils._commands import run_validate
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import CHUNK, fsync_dir, sha256_file
+from ansible_collections.fleetops.rollback.plugins.module_utils._redact import printable_text, redact_text
+
+STAGE_PREFIX = ".fleetops-stage-"
+
+
+def _mode(value):
+    return "%04o" % value
+
+
+def _under(rel, parent):
+    return parent == "." or rel == parent or rel.startswith(parent + "/")
+
+
+def _depth(rel):
+    return 0 if rel == "." else rel.count("/") + 1
+
+
+def _join(root, rel):
+    return root if rel == "." else os.path.join(root, rel)
+
+
+def scan(root, store=None):
+    """Entries of a path as {rel: entry}. With a store, file bodies are copied in (`blob`);
+    without, they are only hashed (`sha256`)."""
+    try:
+        top = os.lstat(root)
+    except FileNotFoundError:
+        return {".": {"rel": ".", "type": "absent"}}
+    entries = {}
+    pending = [(".", top)]
+    while pending:
+        rel, st = pending.pop()
+        path = _join(root, rel)
+        entry = {"rel": rel, "mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
+        if stat.S_ISLNK(st.st_mode):
+            entry.update(type="link", target=os.readlink(path))
+        elif stat.S_ISREG(st.st_mode):
+            entry.update(type="file", size=st.st_size)
+            if store is not None:
+                entry["blob"] = store.put_file(path)
+            else:
+                entry["sha256"] = sha256_file(path)
+        elif stat.S_ISDIR(st.st_mode):
+            entry["type"] = "dir"
+            with os.scandir(path) as children:
+                for child in children:
+                    if child.name.startswith(STAGE_PREFIX):
+                        continue  # our own leftover from an interrupted restore
+                    child_rel = child.name if rel == "." else rel + "/" + child.name
+                    pending.append((child_rel, child.stat(follow_symlinks=False)))
+        else:
+            raise RollbackError("config: %s is not a regular file, directory or symlink; exclude it from "
+                                "components.config.paths" % path)
+        entries[rel] = entry
+    return entries
+
+
+def summary(entry):
+    """What a person needs to see of an entry in a plan."""
+    if not entry or entry["type"] == "absent":
+        return {"type": "absent"}
+    out = {"type": entry["type"], "owner": "%d:%d" % (entry["uid"], entry["gid"])}
+    if entry["type"] != "link":
+        out["mode"] = _mode(entry["mode"])
+    if entry["type"] == "file":
+        out["sha256"] = entry.get("blob") or entry.get("sha256")
+        out["size"] = entry["size"]
+    elif entry["type"] == "link":
+        out["target"] = entry["target"]
+    return out
+
+
+def _attrs_differ(want, have):
+    if (want["uid"], want["gid"]) != (have["uid"], have["gid"]):
+        return True
+    return want["type"] != "link" and want["mode"] != have["mode"]
+
+
+def compare(root, wanted, current):
+    """The changes that turn `current` into `wanted` for one root, in a stable order."""
+    changes = []
+    if wanted["."]["type"] == "absent":
+        wanted = {}
+    for rel in sorted(wanted, key=lambda r: (_depth(r), r)):
+        want, have = wanted[rel], current.get(rel)
+        if have is None or have["type"] == "absent":
+            action = "create"
+        elif have["type"] != want["type"]:
+            action = "replace"
+        elif want["type"] == "file" and want["blob"] != have["sha256"]:
+            action = "update"
+        elif want["type"] == "link" and want["target"] != have["target"]:
+            action = "update"
+        elif _attrs_differ(want, have):
+            action = "attrs"
+        else:
+            continue
+        changes.append({"path": _join(root, rel), "action": action,
+                        "from": summary(have), "to": summary(want)})
+    for rel in sorted(current, key=lambda r: (-_depth(r), r)):
+        if rel not in wanted and current[rel]["type"] != "absent":
+            changes.append({"path": _join(root, rel), "action": "remove",
+                            "from": summary(current[rel]), "to": {"type": "absent"}})
+    return changes
+
+
+class ConfigComponent:
+    name = "config"
+
+    # ---------------------------------------------------------------- spec
+    def normalize(self, spec, where="components.config"):
+        if not isinstance(spec, dict) or set(spec) - {"paths"}:
+            raise RollbackError("%s: expected {paths: [...]}, got %r" % (where, spec))
+        paths = spec.get("paths")
+        if not isinstance(paths, list) or not paths:
+            raise RollbackError("%s.paths: give a non-empty list of absolute paths, got %r" % (where, paths))
+        out, seen = [], set()
+        for index, item in enumerate(paths):
+            label = "%s.paths[%d]" % (where, index)
+            if isinstance(item, str):
+                item = {"path": item}
+            if not isinstance(item, dict) or not isinstance(item.get("path"), str) or set(item) - {"path", "validate"}:
+                raise RollbackError("%s: expected a path or {path, validate}, got %r" % (label, item))
+            path = item["path"]
+            if not os.path.isabs(path):
+                raise RollbackError("%s: %r is not an absolute path; give the full path" % (label, path))
+            path = os.path.normpath(path)
+            if path == "/":
+                raise RollbackError("%s: refusing to manage '/' as a config tree" % label)
+            if path in seen:
+                raise RollbackError("%s: %r is listed twice" % (label, path))
+            seen.add(path)
+            validate = item.get("validate")
+            if validate is not None and (not isinstance(validate, str) or "%s" not in validate):
+                raise RollbackError("%s.validate: %r must be a command containing %%s (the candidate file)"
+                                    % (label, validate))
+            out.append({"path": path, "validate": validate})
+        for one in seen:
+            for other in seen:
+                if one != other and other.startswith(one.rstrip("/") + "/"):
+                    raise RollbackError("%s.paths: %r is inside %r; list the outer path only" % (where, other, one))
+        return {"paths": out}
+
+    def check_capturable(self, spec):
+        """Fail before anything is written when a path cannot be captured."""
+        for item in spec["paths"]:
+            if not os.path.lexists(item["path"]):
+                raise RollbackError("components.config.paths: %r does not exist; create it or remove it from the list"
+                                    % item["path"])
+
+    def scope(self, record):
+        return {"paths": [{"path": r["path"], "validate": r.get("validate")} for r in record["paths"]]}
+
+    def select(self, record, paths):
+        """The record limited to the given roots (a partial, config-only rollback)."""
+        if not paths:
+            return record
+        wanted = [os.path.normpath(p) for p in paths]
+        known = [r["path"] for r in record["paths"]]
+        unknown = [p for p in wanted if p not in known]
+        if unknown:
+            raise RollbackError("paths: %s not captured in this point; captured: %s" % (", ".join(unknown), ", ".join(known)))
+        return {"paths": [r for r in record["paths"] if r["path"] in wanted]}
+
+    # ---------------------------------------------------------------- capture
+    def capture(self, store, spec):
+        return {"paths": [{"path": item["path"], "validate": item["validate"],
+                           "entries": sorted(scan(item["path"], store).values(), key=lambda e: e["rel"])}
+                          for item in spec["paths"]]}
+
+    # ---------------------------------------------------------------- plan
+    def plan(self, store, record, point_id=""):
+        changes = []
+        for root in record["paths"]:
+            wanted = {e["rel"]: e for e in root["entries"]}
+            changes += compare(root["path"], wanted, scan(root["path"]))
+        for change in changes:
+            sha = change["to"].get("sha256")
+            if sha and change["action"] in ("create", "replace", "update") and not store.blob_ok(sha):
+                raise RollbackError("point %s: the stored copy of %s (blob %s) is missing or fails its sha256 check; "
+                                    "nothing was changed; choose another point" % (point_id, change["path"], sha[:12]),
+                                    corrupt_blob=sha, path=change["path"])
+        return changes
+
+    # ---------------------------------------------------------------- apply
+    def apply(self, store, record, changes):
+        by_root = {r["path"]: r for r in record["paths"]}
+        roots = sorted(by_root, key=len, reverse=True)
+
+        def root_of(path):
+            return next(r for r in roots if path == r or path.startswith(r.rstrip("/") + "/"))
+
+        entries = {}
+        for root in record["paths"]:
+            for entry in root["entries"]:
+                entries[_join(root["path"], entry["rel"])] = entry
+
+        staged = {}
+        try:
+            for change in changes:
+                if change["action"] in ("create", "replace", "update") and change["to"]["type"] == "file":
+                    entry = entries[change["path"]]
+                    staged[change["path"]] = self._stage(store, change["path"], entry, by_root[root_of(change["path"])])
+            self._commit(changes, entries, staged)
+        finally:
+            for tmp in staged.values():
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
+
+    def _stage(self, store, path, entry, root):
+        parent = os.path.dirname(path)
+        while not os.path.isdir(parent):
+            parent = os.path.dirname(parent)
+        fd, tmp = tempfile.mkstemp(prefix=STAGE_PREFIX, dir=parent)
+        try:
+            with os.fdopen(fd, "wb") as out, store.open_blob(entry["blob"]) as body:
+                shutil.copyfileobj(body, out, CHUNK)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chown(tmp, entry["uid"], entry["gid"])
+            os.chmod(tmp, entry["mode"])
+            if sha256_file(tmp) != entry["blob"]:
+                raise RollbackError("config: the staged copy of %s does not match its sha256; nothing was changed" % path)
+            if root.get("validate"):
+                problem = run_validate(root["validate"], tmp)
+                if problem:
+                    raise RollbackError("config: %s failed validation (%s) with %s; nothing was changed"
+                                        % (path, root["validate"], problem), path=path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return tmp
+
+    @staticmethod
+    def _remove(path):
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+    def _commit(self, changes, entries, staged):
+        touched_dirs = set()
+        # Bottom-up: extras and whatever changes type go first.
+        for change in changes:
+            if change["action"] in ("remove", "replace") and os.path.lexists(change["path"]):
+                self._remove(change["path"])
+                touched_dirs.add(os.path.dirname(change["path"]))
+        # Top-down: directories, then files and links.
+        for change in sorted(changes, key=lambda c: c["path"].count("/")):
+            path, action = change["path"], change["action"]
+            if action == "remove":
+                continue
+            entry = entries[path]
+            if entry["type"] == "dir" and action in ("create", "replace"):
+                os.mkdir(path, 0o700)
+                touched_dirs.add(os.path.dirname(path))
+            elif entry["type"] == "file" and path in staged:
+                os.replace(staged.pop(path), path)
+                touched_dirs.add(os.path.dirname(path))
+            elif entry["type"] == "link" and action != "attrs":
+                tmp = os.path.join(os.path.dirname(path), STAGE_PREFIX + os.urandom(4).hex())
+                os.symlink(entry["target"], tmp)
+                os.replace(tmp, path)
+                touched_dirs.add(os.path.dirname(path))
+        # Attributes last, deepest first, so a read-only directory is closed after its children are in.
+        for change in sorted(changes, key=lambda c: -c["path"].count("/")):
+            if change["action"] == "remove":
+                continue
+            entry = entries[change["path"]]
+            os.chown(change["path"], entry["uid"], entry["gid"], follow_symlinks=False)
+            if entry["type"] != "link":
+                os.chmod(change["path"], entry["mode"])
+        for directory in touched_dirs:
+            if os.path.isdir(directory):
+                fsync_dir(directory)
+
+    # ---------------------------------------------------------------- diff
+    def diff(self, store, record, changes):
+        out = []
+        entries = {}
+        for root in record["paths"]:
+            for entry in root["entries"]:
+                entries[_join(root["path"], entry["rel"])] = entry
+        for change in changes:
+            before, after = change["from"], change["to"]
+            if "file" not in (before["type"], after["type"]) or change["action"] == "attrs":
+                out.append({"before_header": change["path"], "after_header": change["path"],
+                            "before": _describe(before), "after": _describe(after)})
+                continue
+            old = _read(change["path"]) if before["type"] == "file" else b""
+            new = b""
+            if after["type"] == "file":
+                with store.open_blob(entries[change["path"]]["blob"]) as stream:
+                    new = stream.read()
+            old_text, new_text = printable_text(old), printable_text(new)
+            if old_text is None or new_text is None:
+                old_text = "binary or large content, sha256 %s\n" % before.get("sha256")
+                new_text = "binary or large content, sha256 %s\n" % after.get("sha256")
+            out.append({"before_header": change["path"], "after_header": change["path"],
+                        "before": redact_text(old_text), "after": redact_text(new_text)})
+        return out
+
+
+def _describe(entry):
+    return "".join("%s: %s\n" % (k, entry[k]) for k in sorted(entry))
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as stream:
+            return stream.read()
+    except OSError:
+        return b""

@@ -1,0 +1,714 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleetops.rollback contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Health gating: checks, the verdict policy and the concurrent poller behind `health_gate`.
+
+Private to the collection and standard library only. The pieces, from the bottom up:
+
+* `HttpCheck`, `TcpCheck`, `CommandCheck`: one sample each, bounded by a time budget.
+* `Streak`: the pure policy state machine (consecutive passing / failing rounds -> a verdict).
+* `poll()`: one scheduler loop that dispatches each target's due round to a bounded thread pool,
+  waits on a condition bounded by the next due time or the deadline (never a fixed sleep) and
+  returns as soon as every target has a verdict.
+* `parse_policy()` / `parse_targets()`: input validation with messages that name the option and
+  the bad value; nothing runs when they raise `HealthInputError`.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+HEALTHY = "healthy"
+UNHEALTHY = "unhealthy"
+TIMEOUT = "timeout"
+# How bad a verdict is, for the overall verdict of several targets: the worst one wins.
+# `unhealthy` (proven broken) is worse than `timeout` (not proven healthy in time).
+VERDICT_RANK = {HEALTHY: 0, TIMEOUT: 1, UNHEALTHY: 2}
+
+CHECK_TYPES = ("http", "tcp", "command")
+DEFAULT_REQUEST_TIMEOUT = 5.0
+DEFAULT_HOST = "127.0.0.1"
+MAX_WORKERS = 64
+SAMPLES_KEPT = 20
+BODY_LIMIT = 1024 * 1024
+TEXT_TAIL = 200
+
+_METHOD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*$")
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+_COMMON_KEYS = ("type", "request_timeout")
+_TYPE_KEYS = {
+    "http": _COMMON_KEYS + ("url", "method", "status", "body", "max_latency", "headers", "validate_certs"),
+    "tcp": _COMMON_KEYS + ("host", "port"),
+    "command": _COMMON_KEYS + ("argv", "rc", "stdout"),
+}
+_ALL_KEYS = frozenset(k for keys in _TYPE_KEYS.values() for k in keys)
+
+
+class HealthInputError(ValueError):
+    """Bad input: the message names the option and the bad value."""
+
+
+def _show(value):
+    if isinstance(value, str):
+        return "'%s'" % value
+    return str(value)
+
+
+def _r(seconds, digits=4):
+    return round(seconds, digits)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation helpers
+# --------------------------------------------------------------------------------------------
+
+def _number(value, where, minimum=None, strict=True):
+    """A float from an int/float (or numeric string); `strict` means > minimum, else >= minimum."""
+    if isinstance(value, bool):
+        raise HealthInputError("%s: %s is not a number" % (where, _show(value)))
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise HealthInputError("%s: %s is not a number" % (where, _show(value))) from None
+    if math.isnan(number) or math.isinf(number):
+        raise HealthInputError("%s: %s is not a finite number" % (where, _show(value)))
+    if minimum is not None:
+        if strict and number <= minimum:
+            raise HealthInputError("%s: %s must be greater than %s" % (where, _show(value), minimum))
+        if not strict and number < minimum:
+            raise HealthInputError("%s: %s must be %s or more" % (where, _show(value), minimum))
+    return number
+
+
+def _integer(value, where, minimum=None, maximum=None, what=None):
+    if isinstance(value, bool):
+        raise HealthInputError("%s: %s is not an integer" % (where, _show(value)))
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and re.match(r"^-?[0-9]+$", value.strip()):
+        value = int(value)
+    if not isinstance(value, int):
+        raise HealthInputError("%s: %s is not an integer" % (where, _show(value)))
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        if what:
+            raise HealthInputError("%s: %s is not %s" % (where, _show(value), what))
+        if maximum is None:
+            if minimum == 1:
+                raise HealthInputError("%s: %s must be greater than 0" % (where, _show(value)))
+            raise HealthInputError("%s: %s must be %s or more" % (where, _show(value), minimum))
+        raise HealthInputError("%s: %s must be between %s and %s" % (where, _show(value), minimum, maximum))
+    return value
+
+
+def _pattern(value, where):
+    if not isinstance(value, str):
+        raise HealthInputError("%s: %s is not a string (a regular expression)" % (where, _show(value)))
+    try:
+        return re.compile(value)
+    except re.error as err:
+        raise HealthInputError("%s: %s is not a valid regular expression: %s" % (where, _show(value), err)) from None
+
+
+def _boolean(value, where):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("yes", "true", "on", "1", "no", "false", "off", "0"):
+        return value.lower() in ("yes", "true", "on", "1")
+    raise HealthInputError("%s: %s is not a boolean" % (where, _show(value)))
+
+
+# --------------------------------------------------------------------------------------------
+# Checks
+# --------------------------------------------------------------------------------------------
+
+class Check:
+    """One check; `run(budget)` takes one sample in at most about `budget` seconds."""
+
+    type = None
+
+    def __init__(self, request_timeout):
+        self.request_timeout = request_timeout
+
+    def label(self):
+        raise NotImplementedError
+
+    def sample(self, budget):
+        """Return (ok, detail_or_error, extra) for one sample; must not raise."""
+        raise NotImplementedError
+
+    def run(self, budget, clock=time.monotonic):
+        timeout = min(self.request_timeout, budget)
+        if timeout <= 0:
+            return {"type": self.type, "ok": False, "latency": 0.0,
+                    "error": "%s: not run, the deadline was reached" % self.label()}
+        started = clock()
+        try:
+            ok, text, extra = self.sample(timeout)
+        except Exception as err:  # pylint: disable=broad-except
+            # A check must never take the poller down: report the surprise as a failed sample.
+            ok, text, extra = False, "unexpected %s: %s" % (type(err).__name__, err), {}
+        latency = clock() - started
+        result = {"type": self.type, "ok": ok, "latency": _r(latency)}
+        result.update(extra)
+        result["detail" if ok else "error"] = "%s: %s" % (self.label(), text)
+        return result
+
+
+def _timeout_text(timeout):
+    return "timed out after %ss" % _r(timeout, 3)
+
+
+def _os_error_text(err):
+    if isinstance(err, socket.timeout):
+        return "timed out"
+    if isinstance(err, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(err, socket.gaierror):
+        return "cannot resolve host name (%s)" % (err.strerror or err)
+    if isinstance(err, ssl.SSLError):
+        return "TLS error: %s" % (getattr(err, "reason", None) or err)
+    return getattr(err, "strerror", None) or str(err) or type(err).__name__
+
+
+def _redact_url(url):
+    """The URL without any password in it, for details and errors."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = "%s:********@%s" % (parts.username or "", parts.netloc.rpartition("@")[2])
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+class HttpCheck(Check):
+    type = "http"
+
+    def __init__(self, url, method="GET", status=(200,), body=None, request_timeout=DEFAULT_REQUEST_TIMEOUT,
+                 max_latency=None, headers=None, validate_certs=True):
+        super().__init__(request_timeout)
+        self.url = url
+        self.method = method
+        self.status = tuple(status)
+        self.body = body
+        self.max_latency = max_latency
+        self.headers = dict(headers or {})
+        self.validate_certs = validate_certs
+        if validate_certs:
+            context = ssl.create_default_context()
+        else:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+
+    def label(self):
+        return "%s %s" % (self.method, _redact_url(self.url))
+
+    def sample(self, budget):
+        request = urllib.request.Request(self.url, method=self.method, headers=self.headers)
+        started = time.monotonic()
+        try:
+            response = self._opener.open(request, timeout=budget)
+        except urllib.error.HTTPError as err:
+            response = err  # a 4xx/5xx answer is still an answer with a status
+        except urllib.error.URLError as err:
+            reason = err.reason
+            if isinstance(reason, OSError):
+                if isinstance(reason, socket.timeout):
+                    return False, _timeout_text(budget), {"status": None}
+                return False, _os_error_text(reason), {"status": None}
+            return False, str(reason), {"status": None}
+        except socket.timeout:
+            return False, _timeout_text(budget), {"status": None}
+        except (OSError, ValueError) as err:
+            return False, _os_error_text(err), {"status": None}
+        except Exception as err:  # pylint: disable=broad-except
+            # http.client raises its own exceptions for broken answers (BadStatusLine and friends).
+            return False, "bad answer: %s: %s" % (type(err).__name__, err), {"status": None}
+        try:
+            status = response.status if getattr(response, "status", None) is not None else response.code
+            try:
+                data = response.read(BODY_LIMIT) or b""
+            except socket.timeout:
+                return False, "status %s, then %s reading the body" % (status, _timeout_text(budget)), \
+                    {"status": status}
+            except Exception as err:  # pylint: disable=broad-except
+                return False, "status %s, then the body broke off: %s" % (status, _os_error_text(err)), \
+                    {"status": status}
+        finally:
+            response.close()
+        latency = time.monotonic() - started
+        extra = {"status": status}
+        if status not in self.status:
+            return False, "status %s, expected %s" % (
+                status, " or ".join(str(s) for s in self.status)), extra
+        if latency > budget:
+            return False, "status %s, but the answer took %.3fs (over the %ss request timeout)" % (
+                status, latency, _r(budget, 3)), extra
+        if self.max_latency is not None and latency > self.max_latency:
+            return False, "status %s, but slow: %.3fs over max_latency %ss" % (
+                status, latency, self.max_latency), extra
+        if self.body is not None:
+            text = data.decode("utf-8", errors="replace")
+            if not self.body.search(text):
+                snippet = text[:TEXT_TAIL].replace("\n", "\\n")
+                return False, "status %s, body does not match %s (body starts %s)" % (
+                    status, _show(self.body.pattern), _show(snippet)), extra
+        return True, "status %s in %.3fs" % (status, latency), extra
+
+
+class TcpCheck(Check):
+    type = "tcp"
+
+    def __init__(self, port, host=DEFAULT_HOST, request_timeout=DEFAULT_REQUEST_TIMEOUT):
+        super().__init__(request_timeout)
+        self.host = host
+        self.port = port
+
+    def label(self):
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        return "tcp %s:%s" % (host, self.port)
+
+    def sample(self, budget):
+        started = time.monotonic()
+        try:
+            with socket.create_connection((self.host, self.port), timeout=budget):
+                pass
+        except socket.timeout:
+            return False, _timeout_text(budget), {}
+        except OSError as err:
+            return False, _os_error_text(err), {}
+        return True, "connected in %.3fs" % (time.monotonic() - started), {}
+
+
+def _tail(data):
+    text = data.decode("utf-8", errors="replace").strip()
+    if len(text) > TEXT_TAIL:
+        text = "..." + text[-TEXT_TAIL:]
+    return text
+
+
+class CommandCheck(Check):
+    type = "command"
+
+    def __init__(self, argv, rc=0, stdout=None, request_timeout=DEFAULT_REQUEST_TIMEOUT):
+        super().__init__(request_timeout)
+        self.argv = list(argv)
+        self.rc = rc
+        self.stdout = stdout
+
+    def label(self):
+        shown = " ".join(self.argv)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        return "command %s" % shown
+
+    def sample(self, budget):
+        try:
+            # An argv list, never a shell; its own session so a timeout can end the whole group.
+            proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as err:
+            return False, "cannot run %s: %s" % (_show(self.argv[0]), _os_error_text(err)), {"rc": None}
+        try:
+            out, err = proc.communicate(timeout=budget)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            proc.communicate()
+            return False, _timeout_text(budget), {"rc": None}
+        extra = {"rc": proc.returncode}
+        if proc.returncode != self.rc:
+            said = _tail(err) or _tail(out)
+            return False, "rc %s, expected %s%s" % (
+                proc.returncode, self.rc, (": " + said) if said else ""), extra
+        if self.stdout is not None:
+            text = out.decode("utf-8", errors="replace")
+            if not self.stdout.search(text):
+                return False, "rc %s, stdout does not match %s (stdout ends %s)" % (
+                    proc.returncode, _show(self.stdout.pattern), _show(_tail(out))), extra
+        return True, "rc %s" % proc.returncode, extra
+
+
+# --------------------------------------------------------------------------------------------
+# Input parsing
+# --------------------------------------------------------------------------------------------
+
+class Policy:
+    """When to sample and when a run of samples is a verdict."""
+
+    def __init__(self, interval=1.0, timeout=60.0, successes=3, failures=3):
+        self.interval = interval
+        self.timeout = timeout
+        self.successes = successes
+        self.failures = failures
+
+    def __repr__(self):
+        return "Policy(interval=%r, timeout=%r, successes=%r, failures=%r)" % (
+            self.interval, self.timeout, self.successes, self.failures)
+
+
+class Target:
+    def __init__(self, name, checks):
+        self.name = name
+        self.checks = list(checks)
+
+    def __repr__(self):
+        return "Target(%r, %d checks)" % (self.name, len(self.checks))
+
+
+def parse_policy(interval=1.0, timeout=60.0, successes=3, failures=3):
+    return Policy(
+        interval=_number(interval, "interval", minimum=0),
+        timeout=_number(timeout, "timeout", minimum=0),
+        successes=_integer(successes, "successes", minimum=1),
+        failures=_integer(failures, "failures", minimum=0),
+    )
+
+
+def parse_check(raw, where):
+    """Validate one check dict (keys set to None count as absent) and build its Check."""
+    if not isinstance(raw, dict):
+        raise HealthInputError("%s: %s is not a dictionary (a check with a type)" % (where, _show(raw)))
+    given = {k: v for k, v in raw.items() if v is not None}
+    kind = given.get("type")
+    if kind is None:
+        raise HealthInputError("%s.type: required, one of %s" % (where, ", ".join(CHECK_TYPES)))
+    if kind not in CHECK_TYPES:
+        raise HealthInputError("%s.type: %s is not one of %s" % (where, _show(kind), ", ".join(CHECK_TYPES)))
+    for key in sorted(given):
+        if key in _TYPE_KEYS[kind]:
+            continue
+        if key in _ALL_KEYS:
+            owners = [t for t in CHECK_TYPES if key in _TYPE_KEYS[t]]
+            raise HealthInputError("%s.%s: not an option of a %s check (it belongs to %s checks; %s checks take %s)" % (
+                where, key, kind, " and ".join(owners), kind, ", ".join(_TYPE_KEYS[kind][1:])))
+        raise HealthInputError("%s.%s: unknown option (%s checks take %s)" % (
+            where, key, kind, ", ".join(_TYPE_KEYS[kind][1:])))
+
+    request_timeout = _number(given.get("request_timeout", DEFAULT_REQUEST_TIMEOUT),
+                              where + ".request_timeout", minimum=0)
+    if kind == "http":
+        return _parse_http(given, where, request_timeout)
+    if kind == "tcp":
+        if "port" not in given:
+            raise HealthInputError("%s.port: required for a tcp check" % where)
+        host = given.get("host", DEFAULT_HOST)
+        if not isinstance(host, str) or not host.strip():
+            raise HealthInputError("%s.host: %s is not a host name or address" % (where, _show(host)))
+        port = _integer(given["port"], where + ".port", minimum=1, maximum=65535, what="a TCP port (1-65535)")
+        return TcpCheck(host=host.strip(), port=port, request_timeout=request_timeout)
+    # command
+    argv = given.get("argv")
+    if argv is None:
+        raise HealthInputError("%s.argv: required for a command check (a list: the program, then its arguments)"
+                               % where)
+    if isinstance(argv, str) or not isinstance(argv, (list, tuple)) or not argv:
+        raise HealthInputError("%s.argv: %s is not a non-empty list (the program, then its arguments; "
+                               "never a shell line)" % (where, _show(argv)))
+    for index, item in enumerate(argv):
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            raise HealthInputError("%s.argv[%d]: %s is not a string" % (where, index, _show(item)))
+    argv = [str(item) for item in argv]
+    if not argv[0]:
+        raise HealthInputError("%s.argv[0]: the program name is empty" % where)
+    rc = _integer(given.get("rc", 0), where + ".rc")
+    stdout = _pattern(given["stdout"], where + ".stdout") if "stdout" in given else None
+    return CommandCheck(argv=argv, rc=rc, stdout=stdout, request_timeout=request_timeout)
+
+
+def _parse_http(given, where, request_timeout):
+    url = given.get("url")
+    if url is None:
+        raise HealthInputError("%s.url: required for an http check" % where)
+    parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HealthInputError("%s.url: %s is not an http:// or https:// URL" % (where, _show(url)))
+    if parts.username is not None or parts.password is not None:
+        raise HealthInputError("%s.url: %s carries credentials; send them in headers instead (Authorization)"
+                               % (where, _show(_redact_url(url))))
+    method = given.get("method", "GET")
+    if not isinstance(method, str) or not _METHOD_RE.match(method):
+        raise HealthInputError("%s.method: %s is not an HTTP method" % (where, _show(method)))
+    status = given.get("status", [200])
+    if isinstance(status, (int, str)) and not isinstance(status, bool):
+        status = [status]
+    if not isinstance(status, (list, tuple)) or not status:
+        raise HealthInputError("%s.status: %s is not a non-empty list of HTTP status codes" % (where, _show(status)))
+    codes = [_integer(code, "%s.status[%d]" % (where, index), minimum=100, maximum=599,
+                      what="an HTTP status (100-599)") for index, code in enumerate(status)]
+    body = _pattern(given["body"], where + ".body") if "body" in given else None
+    max_latency = None
+    if "max_latency" in given:
+        max_latency = _number(given["max_latency"], where + ".max_latency", minimum=0)
+    headers = given.get("headers", {})
+    if not isinstance(headers, dict):
+        raise HealthInputError("%s.headers: not a dictionary of header names to values" % where)
+    clean = {}
+    for name, value in headers.items():
+        # Never echo a header value: it may be a secret.
+        if not isinstance(name, str) or not _HEADER_NAME_RE.match(name):
+            raise HealthInputError("%s.headers: %s is not a valid header name" % (where, _show(name)))
+        if value is None or isinstance(value, (dict, list)):
+            raise HealthInputError("%s.headers: the value of %s must be a string" % (where, _show(name)))
+        value = str(value)
+        if "\r" in value or "\n" in value:
+            raise HealthInputError("%s.headers: the value of %s contains a line break" % (where, _show(name)))
+        clean[name] = value
+    validate_certs = _boolean(given.get("validate_certs", True), where + ".validate_certs")
+    return HttpCheck(url=url, method=method.upper(), status=codes, body=body, request_timeout=request_timeout,
+                     max_latency=max_latency, headers=clean, validate_certs=validate_certs)
+
+
+def parse_checks(raw, where):
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise HealthInputError("%s: %s is not a non-empty list of checks" % (where, _show(raw)))
+    return [parse_check(item, "%s[%d]" % (where, index)) for index, item in enumerate(raw)]
+
+
+def parse_targets(checks=None, targets=None, name="local"):
+    """The targets to poll: `checks` (one target called `name`) or `targets` (a list of {name, checks})."""
+    if checks is not None and targets is not None:
+        raise HealthInputError("checks, targets: mutually exclusive; give checks for one target "
+                               "or targets for several")
+    if checks is None and targets is None:
+        raise HealthInputError("checks, targets: one of them is required")
+    if checks is not None:
+        if not isinstance(name, str) or not name:
+            raise HealthInputError("name: %s is not a non-empty string" % _show(name))
+        return [Target(name, parse_checks(checks, "checks"))]
+    if not isinstance(targets, (list, tuple)) or not targets:
+        raise HealthInputError("targets: %s is not a non-empty list of {name, checks}" % _show(targets))
+    parsed, seen = [], set()
+    for index, raw in enumerate(targets):
+        where = "targets[%d]" % index
+        if not isinstance(raw, dict):
+            raise HealthInputError("%s: %s is not a dictionary with name and checks" % (where, _show(raw)))
+        unknown = sorted(k for k, v in raw.items() if k not in ("name", "checks") and v is not None)
+        if unknown:
+            raise HealthInputError("%s.%s: unknown option (a target takes name and checks)" % (where, unknown[0]))
+        target_name = raw.get("name")
+        if not isinstance(target_name, str) or not target_name:
+            raise HealthInputError("%s.name: %s is not a non-empty string" % (where, _show(target_name)))
+        if target_name in seen:
+            raise HealthInputError("%s.name: %s names more than one target" % (where, _show(target_name)))
+        seen.add(target_name)
+        target_checks = raw.get("checks")
+        if target_checks is None or (isinstance(target_checks, (list, tuple)) and not target_checks):
+            raise HealthInputError("%s.checks: target %s has no checks; give it a non-empty list"
+                                   % (where, _show(target_name)))
+        parsed.append(Target(target_name, parse_checks(target_checks, where + ".checks")))
+    return parsed
+
+
+# --------------------------------------------------------------------------------------------
+# Policy state machine
+# --------------------------------------------------------------------------------------------
+
+class Streak:
+    """Consecutive round counting: `successes` passes in a row is healthy, `failures + 1` fails in a
+    row is unhealthy. Pure: no clock, no I/O."""
+
+    def __init__(self, successes, failures):
+        self.successes = successes
+        self.failures = failures
+        self.passes = 0
+        self.fails = 0
+        self.verdict = None
+
+    def record(self, ok):
+        """Count one round; return the verdict once there is one (then it never changes)."""
+        if self.verdict is not None:
+            return self.verdict
+        if ok:
+            self.passes += 1
+            self.fails = 0
+            if self.passes >= self.successes:
+                self.verdict = HEALTHY
+        else:
+            self.fails += 1
+            self.passes = 0
+            if self.fails > self.failures:
+                self.verdict = UNHEALTHY
+        return self.verdict
+
+
+# --------------------------------------------------------------------------------------------
+# Polling
+# --------------------------------------------------------------------------------------------
+
+def run_round(checks, start, deadline, clock=time.monotonic):
+    """Run every check of one target once, in order; the round passes when every check does."""
+    began = clock()
+    results = []
+    for check in checks:
+        results.append(check.run(deadline - clock(), clock=clock))
+    ended = clock()
+    return {
+        "t": _r(began - start),
+        "ok": all(r["ok"] for r in results),
+        "latency": _r(ended - began),
+        "checks": results,
+        "_ended": ended,
+    }
+
+
+class _Run:
+    """The state of one target while it is polled."""
+
+    def __init__(self, target, policy, start):
+        self.target = target
+        self.streak = Streak(policy.successes, policy.failures)
+        self.index = 0          # grid slot of the next round: start + index * interval
+        self.due = start        # when the next round may start
+        self.busy = False
+        self.verdict = None
+        self.seconds = None
+        self.rounds = 0
+        self.passed = 0
+        self.last_error = None
+        self.samples = collections.deque(maxlen=SAMPLES_KEPT)
+
+    def record(self, rnd, start, interval):
+        ended = rnd.pop("_ended")
+        self.busy = False
+        self.rounds += 1
+        if rnd["ok"]:
+            self.passed += 1
+        else:
+            self.last_error = "; ".join(c["error"] for c in rnd["checks"] if not c["ok"])
+        self.samples.append(rnd)
+        verdict = self.streak.record(rnd["ok"])
+        if verdict is not None:
+            self.verdict = verdict
+            self.seconds = ended - start
+            return
+        # Next grid slot; a round that overran its slot is followed at once (not in a burst of
+        # catch-up rounds: the grid index jumps to the slot the clock is in).
+        self.index += 1
+        if start + self.index * interval < ended:
+            self.index = max(self.index, int((ended - start) // interval))
+        self.due = max(start + self.index * interval, ended)
+
+    def report(self):
+        return {
+            "verdict": self.verdict,
+            "seconds": _r(self.seconds, 3),
+            "rounds": self.rounds,
+            "passed_rounds": self.passed,
+            "last_error": self.last_error,
+            "samples": list(self.samples),
+        }
+
+
+def _safe_round(checks, start, deadline, clock):
+    try:
+        return run_round(checks, start, deadline, clock)
+    except Exception as err:  # pylint: disable=broad-except
+        now = clock()
+        return {"t": _r(now - start), "ok": False, "latency": 0.0, "_ended": now,
+                "checks": [{"type": "internal", "ok": False, "latency": 0.0,
+                            "error": "internal error: %s: %s" % (type(err).__name__, err)}]}
+
+
+def poll(targets, policy, max_workers=MAX_WORKERS, clock=time.monotonic):
+    """Poll every target until each has a verdict or the deadline passes; return the report.
+
+    One loop owns all state. It hands each target's due round to a thread pool (bounded by
+    `max_workers`, every round a short job, so all targets keep their schedule), then waits on a
+    condition until the next round is due, a round finishes, or the deadline: no fixed sleeps.
+    """
+    start = clock()
+    deadline = start + policy.timeout
+    runs = [_Run(target, policy, start) for target in targets]
+    cond = threading.Condition()
+    finished = []
+
+    def work(run):
+        rnd = _safe_round(run.target.checks, start, deadline, clock)
+        with cond:
+            finished.append((run, rnd))
+            cond.notify()
+
+    undecided = len(runs)
+    pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(runs))),
+                              thread_name_prefix="health_gate")
+    try:
+        with cond:
+            while True:
+                for run, rnd in finished:
+                    if run.verdict is None and rnd["_ended"] <= deadline:
+                        run.record(rnd, start, policy.interval)
+                        if run.verdict is not None:
+                            undecided -= 1
+                    else:
+                        run.busy = False
+                finished.clear()
+                if undecided == 0:
+                    break
+                now = clock()
+                if now >= deadline:
+                    for run in runs:
+                        if run.verdict is None:
+                            run.verdict = TIMEOUT
+                            run.seconds = policy.timeout
+                    break
+                wake = deadline
+                for run in runs:
+                    if run.verdict is not None or run.busy:
+                        continue
+                    if run.due <= now:
+                        run.busy = True
+                        pool.submit(work, run)
+                    elif run.due < wake:
+                        wake = run.due
+                if not finished:
+                    cond.wait(max(0.0, wake - now))
+    finally:
+        # Rounds still in flight at the deadline end on their own: every request is capped by it.
+        pool.shutdown(wait=False, cancel_futures=True)
+    return build_report(runs, start, clock)
+
+
+def build_report(runs, start, clock=time.monotonic):
+    reports = {run.target.name: run.report() for run in runs}
+    healthy = [run.target.name for run in runs if run.verdict == HEALTHY]
+    unhealthy = [run.target.name for run in runs if run.verdict != HEALTHY]
+    verdict = max((run.verdict for run in runs), key=VERDICT_RANK.__getitem__)
+    seconds = max(run.seconds for run in runs)
+    return {
+        "verdict": verdict,
+        "seconds": _r(seconds, 3),
+        "healthy_targets": healthy,
+        "unhealthy_targets": unhealthy,
+        "targets": reports,
+    }
+
+
+def failure_message(report, limit=50):
+    """One line naming every target that is not healthy, with its verdict and last error."""
+    bad = report["unhealthy_targets"]
+    parts = []
+    for name in bad[:limit]:
+        info = report["targets"][name]
+        error = info["last_error"] or "no failing sample"
+        parts.append("%s (%s after %s rounds: %s)" % (name, info["verdict"], info["rounds"], error))
+    if len(bad) > limit:
+        parts.append("and %d more (see unhealthy_targets)" % (len(bad) - limit))
+    return "health gate verdict %s: %d of %d targets not healthy: %s" % (
+        report["verdict"], len(bad), len(report["targets"]), "; ".join(parts))

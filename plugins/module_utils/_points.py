@@ -1,0 +1,250 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleetops.rollback contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Restore points: capture, plan, restore (with a safety point and automatic revert), mark, prune."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._config_component import ConfigComponent
+from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import canonical_json, sha256_bytes
+from ansible_collections.fleetops.rollback.plugins.module_utils._release_component import ReleaseComponent
+from ansible_collections.fleetops.rollback.plugins.module_utils._store import MANIFEST_FORMAT, actor, utc_now
+
+# Restores apply components in this order; a safety revert runs it backwards.
+COMPONENTS = {component.name: component for component in (ConfigComponent(), ReleaseComponent())}
+ORDER = list(COMPONENTS)
+CAPTURE_STATUSES = ("candidate", "known_good")
+
+
+def normalize_components(spec):
+    if not isinstance(spec, dict) or not spec:
+        raise RollbackError("components: give a dict of component specs, for example {config: {paths: [/etc/app]}}; "
+                            "got %r" % (spec,))
+    unknown = sorted(set(spec) - set(COMPONENTS))
+    if unknown:
+        raise RollbackError("components: unknown component %s; known components: %s"
+                            % (", ".join(repr(u) for u in unknown), ", ".join(ORDER)))
+    return {name: COMPONENTS[name].normalize(spec[name]) for name in ORDER if name in spec}
+
+
+def summary(manifest):
+    out = {key: manifest.get(key) for key in ("id", "label", "status", "created_at", "kind", "safety_for")}
+    out["components"] = [name for name in ORDER if name in manifest.get("components", {})]
+    return out
+
+
+def fingerprint(records):
+    return sha256_bytes(canonical_json(records))
+
+
+class locked:
+    """Hold the store lock for a capture or a rollback, and journal a stale or broken lock."""
+
+    def __init__(self, store, params, purpose):
+        self.store = store
+        self.lock = store.lock(owner="%s:%s" % (actor(), purpose), timeout=params.get("lock_timeout") or 0,
+                               force=params.get("force_unlock") or False)
+
+    def __enter__(self):
+        self.lock.acquire()
+        if self.lock.broken:
+            self.store.journal("lock_broken", previous=self.lock.broken)
+        elif self.lock.stale:
+            self.store.journal("stale_lock_recovered", previous=self.lock.stale)
+        return self.lock
+
+    def __exit__(self, *exc):
+        self.lock.release()
+        return False
+
+
+def capture(store, components, label=None, status="candidate", kind="capture", check=False, safety_for=None):
+    """Capture a point. With a label whose newest point holds the same state, reuse that point."""
+    for name, spec in components.items():
+        COMPONENTS[name].check_capturable(spec)
+    if check:
+        return {"changed": True, "point": {"id": None, "label": label, "status": status, "components": list(components)}}
+    store.ensure()
+    records = {name: COMPONENTS[name].capture(store, spec) for name, spec in components.items()}
+    print_ = fingerprint(records)
+    if label and kind == "capture":
+        same = [m for m in store.points()[0] if m.get("label") == label]
+        if same and same[-1].get("fingerprint") == print_:
+            existing = same[-1]
+            changed = False
+            if status == "known_good" and (existing["status"] != "known_good" or store.known_good_id() != existing["id"]):
+                existing = store.set_status(existing, "known_good")
+                changed = True
+            return {"changed": changed, "point": summary(existing), "reused": True}
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "id": store.new_id(),
+        "label": label,
+        "status": status,
+        "kind": kind,
+        "created_at": utc_now().isoformat(timespec="milliseconds"),
+        "host": socket.gethostname(),
+        "actor": actor(),
+        "components": records,
+        "fingerprint": print_,
+    }
+    if safety_for:
+        manifest["safety_for"] = safety_for
+    manifest = store.write_manifest(manifest)
+    if status == "known_good":
+        store.set_known_good(manifest["id"])
+    if kind == "capture":
+        store.journal("capture", point=manifest["id"], label=label, status=status, components=list(records))
+    return {"changed": True, "point": summary(manifest), "reused": False}
+
+
+def _select(manifest, names, config_paths=None):
+    records = manifest["components"]
+    if names:
+        unknown = [n for n in names if n not in COMPONENTS]
+        if unknown:
+            raise RollbackError("components: unknown component %s; known components: %s" % (unknown, ", ".join(ORDER)))
+        missing = [n for n in names if n not in records]
+        if missing:
+            raise RollbackError("components: point %s holds no %s component (it has: %s)"
+                                % (manifest["id"], ", ".join(missing), ", ".join(records) or "none"))
+    chosen = {name: records[name] for name in ORDER if name in records and (not names or name in names)}
+    if config_paths and "config" in chosen:
+        chosen["config"] = COMPONENTS["config"].select(chosen["config"], config_paths)
+    return chosen
+
+
+def plan(store, records, point_id):
+    return {name: COMPONENTS[name].plan(store, record, point_id) for name, record in records.items()}
+
+
+def restore(store, ref="known_good", names=None, config_paths=None, check=False, diff=False, reason=None):
+    started = time.monotonic()
+    target = store.resolve(ref)
+    if target["status"] == "bad":
+        raise RollbackError("point: %s (%s) is marked bad and is never restored; mark it candidate first if you are "
+                            "sure, or choose another point" % (target["id"], target.get("label") or "no label"),
+                            point=summary(target))
+    records = _select(target, names, config_paths)
+    changes = plan(store, records, target["id"])
+    result = {
+        "changed": any(changes.values()),
+        "point": summary(target),
+        "safety_point": None,
+        "plan": {name: {"changed": bool(c), "changes": c} for name, c in changes.items()},
+    }
+    if diff:
+        result["diff"] = [d for name, c in changes.items() for d in COMPONENTS[name].diff(store, records[name], c)]
+    if check:
+        return result
+    if not result["changed"]:
+        store.journal("restore", point=target["id"], outcome="noop", reason=reason)
+        result["seconds"] = round(time.monotonic() - started, 3)
+        return result
+
+    todo = [name for name in changes if changes[name]]
+    safety = capture(store, {name: COMPONENTS[name].scope(records[name]) for name in todo},
+                     label="safety-before-%s" % target["id"], status="safety", kind="safety", safety_for=target["id"])
+    safety_id = safety["point"]["id"]
+    safety_records = store.load(safety_id)["components"]
+    result["safety_point"] = safety_id
+
+    timings, applied, failure = {}, [], None
+    for name in todo:
+        begun = time.monotonic()
+        try:
+            COMPONENTS[name].apply(store, records[name], changes[name])
+            applied.append(name)
+        except Exception as err:  # pylint: disable=broad-except
+            failure = (name, err)
+            break
+        finally:
+            timings[name] = round(time.monotonic() - begun, 3)
+    if failure is None:
+        left = {name: COMPONENTS[name].plan(store, records[name], target["id"]) for name in applied}
+        drift = [name for name, c in left.items() if c]
+        if drift:
+            failure = ("verify", RollbackError("after applying, %s still differ from point %s" % (", ".join(drift), target["id"])))
+    if failure is not None:
+        _fail_and_revert(store, target, result, todo, applied, failure, safety_records, reason)
+
+    for name in todo:
+        result["plan"][name]["seconds"] = timings.get(name)
+    result["seconds"] = round(time.monotonic() - started, 3)
+    store.journal("restore", point=target["id"], outcome="restored", safety_point=safety_id, reason=reason,
+                  components={name: len(changes[name]) for name in todo}, seconds=result["seconds"])
+    return result
+
+
+def _fail_and_revert(store, target, result, todo, applied, failure, safety_records, reason):
+    """Put back what the safety point holds for every component touched, then raise with the whole story."""
+    failed_name, err = failure
+    message = getattr(err, "msg", None) or "%s: %s" % (type(err).__name__, err)
+    touched = [n for n in todo if n in applied or n == failed_name]
+    reverted, revert_errors = [], {}
+    for name in reversed(touched):
+        try:
+            COMPONENTS[name].apply(store, safety_records[name], COMPONENTS[name].plan(store, safety_records[name], result["safety_point"]))
+            if COMPONENTS[name].plan(store, safety_records[name], result["safety_point"]):
+                raise RollbackError("state still differs from the safety point after re-applying it")
+            reverted.append(name)
+        except Exception as revert_err:  # pylint: disable=broad-except
+            revert_errors[name] = getattr(revert_err, "msg", None) or str(revert_err)
+    state = {name: ("reverted to pre-rollback state" if name in reverted else
+                    "UNKNOWN: revert failed: %s" % revert_errors[name] if name in revert_errors else
+                    "untouched") for name in todo}
+    store.journal("restore", point=target["id"], outcome="failed", failed_component=failed_name, error=message,
+                  safety_point=result["safety_point"], reverted=reverted, revert_errors=revert_errors, reason=reason)
+    if revert_errors:
+        msg = ("restore of point %s failed in %s (%s) and re-applying safety point %s also failed for %s; the host is "
+               "in a mixed state: %s. Restore the safety point explicitly (point=%s) once the cause is fixed"
+               % (target["id"], failed_name, message, result["safety_point"], ", ".join(revert_errors),
+                  "; ".join("%s: %s" % kv for kv in state.items()), result["safety_point"]))
+    else:
+        msg = ("restore of point %s failed in %s: %s; safety point %s was re-applied and the host is back in its "
+               "pre-rollback state" % (target["id"], failed_name, message, result["safety_point"]))
+    raise RollbackError(msg, failed_component=failed_name, component_state=state, safety_point=result["safety_point"],
+                        point=result["point"], plan=result["plan"], reverted=not revert_errors)
+
+
+def mark(store, ref, status, check=False):
+    if status not in ("candidate", "known_good", "bad"):
+        raise RollbackError("status: %r cannot be set on an existing point; use candidate, known_good or bad" % status)
+    target = store.resolve(ref)
+    pointer = store.known_good_id()
+    changed = target["status"] != status or (status == "known_good" and pointer != target["id"])
+    if changed and not check:
+        target = store.set_status(target, status)
+        store.journal("mark", point=target["id"], status=status)
+    return {"changed": changed, "point": summary(dict(target, status=status))}
+
+
+def prune(store, keep=None, point_ref=None, check=False):
+    good, broken = store.points()
+    protected = {store.known_good_id()}
+    safety = [m["id"] for m in good if m["status"] == "safety"]
+    if safety:
+        protected.add(safety[-1])
+    if point_ref:
+        target = store.resolve(point_ref)
+        if target["id"] in protected:
+            raise RollbackError("point: %s is the known_good point or the newest safety point and is never pruned; "
+                                "mark another point known_good first" % target["id"])
+        doomed = [target["id"]]
+    else:
+        if keep is None or keep < 0:
+            raise RollbackError("keep: %r must be a number of points (0 or more) to keep" % (keep,))
+        kept = {m["id"] for m in good[len(good) - keep:]} if keep else set()
+        doomed = [m["id"] for m in good if m["id"] not in kept and m["id"] not in protected]
+    result = {"changed": bool(doomed), "removed": doomed, "kept": [m["id"] for m in good if m["id"] not in doomed],
+              "unreadable": broken}
+    if doomed and not check:
+        for point_id in doomed:
+            store.delete_point(point_id)
+        result["blobs_removed"] = store.collect_garbage()
+        store.journal("prune", removed=doomed)
+    return result

@@ -1,0 +1,95 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleetops.rollback contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The `release` component: a `current` symlink over release directories, flipped atomically."""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.fleetops.rollback.plugins.module_utils._commands import run_validate
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import fsync_dir
+
+
+def _resolve(link_path, target):
+    return os.path.normpath(os.path.join(os.path.dirname(link_path), target))
+
+
+class ReleaseComponent:
+    name = "release"
+
+    def normalize(self, spec, where="components.release"):
+        if not isinstance(spec, dict) or set(spec) - {"path", "validate"}:
+            raise RollbackError("%s: expected {path, validate}, got %r" % (where, spec))
+        path = spec.get("path")
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise RollbackError("%s.path: %r is not an absolute path; give the full path of the `current` symlink"
+                                % (where, path))
+        validate = spec.get("validate")
+        if validate is not None and (not isinstance(validate, str) or "%s" not in validate):
+            raise RollbackError("%s.validate: %r must be a command containing %%s (the release directory)"
+                                % (where, validate))
+        return {"path": os.path.normpath(path), "validate": validate}
+
+    def check_capturable(self, spec):
+        path = spec["path"]
+        if not os.path.islink(path):
+            what = "does not exist" if not os.path.lexists(path) else "is not a symlink"
+            raise RollbackError("components.release.path: %r %s; the release component manages a `current` symlink "
+                                "that points at a release directory" % (path, what))
+        if not os.path.isdir(path):
+            raise RollbackError("components.release.path: %r points at %r, which is not a directory"
+                                % (path, os.readlink(path)))
+
+    def scope(self, record):
+        return {"path": record["path"], "validate": record.get("validate")}
+
+    def capture(self, store, spec):
+        target = os.readlink(spec["path"])
+        return {"path": spec["path"], "validate": spec.get("validate"), "target": target,
+                "release": os.path.basename(_resolve(spec["path"], target))}
+
+    def current(self, record):
+        path = record["path"]
+        if os.path.islink(path):
+            return os.readlink(path)
+        if os.path.lexists(path):
+            raise RollbackError("release: %r is no longer a symlink; move it aside by hand, this tool will not "
+                                "replace a real directory" % path)
+        return None
+
+    def plan(self, store, record, point_id=""):
+        now = self.current(record)
+        if now == record["target"]:
+            return []
+        resolved = _resolve(record["path"], record["target"])
+        if not os.path.isdir(resolved):
+            raise RollbackError("point %s: release directory %s no longer exists; redeploy it or choose another point; "
+                                "nothing was changed" % (point_id, resolved), path=resolved)
+        return [{"path": record["path"], "action": "switch",
+                 "from": {"target": now, "release": os.path.basename(_resolve(record["path"], now)) if now else None},
+                 "to": {"target": record["target"], "release": record["release"]}}]
+
+    def apply(self, store, record, changes):
+        if not changes:
+            return
+        path = record["path"]
+        resolved = _resolve(path, record["target"])
+        if record.get("validate"):
+            problem = run_validate(record["validate"], resolved)
+            if problem:
+                raise RollbackError("release: %s failed validation (%s) with %s" % (resolved, record["validate"], problem),
+                                    path=resolved)
+        tmp = "%s.fleetops-%s" % (path, os.urandom(4).hex())
+        os.symlink(record["target"], tmp)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        fsync_dir(os.path.dirname(path))
+
+    def diff(self, store, record, changes):
+        return [{"before_header": c["path"], "after_header": c["path"],
+                 "before": "-> %s\n" % c["from"]["target"], "after": "-> %s\n" % c["to"]["target"]} for c in changes]

@@ -1,0 +1,245 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fleetops.rollback contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: restore_point
+short_description: Capture, restore, mark and prune verified restore points on a host
+version_added: 0.1.0
+author: fleetops maintainers
+description:
+  - A restore point is a named, verified capture of what a host runs (config files and trees, the current release
+    symlink), kept in a store on the host (O(store_path)).
+  - O(state=present) captures a new point, or with O(point) changes an existing point's status (for example to C(bad)).
+  - O(state=restored) rolls the host back to a point in one call. It takes the store lock, plans the changes, captures
+    a safety point of what is there now, applies the components in a fixed order (config, then release) and verifies
+    them. If any step fails, it re-applies the safety point and fails with exactly what was and was not restored.
+  - O(state=absent) prunes the store to the newest O(keep) points, or removes the one point O(point). The known good
+    point and the newest safety point are never removed.
+options:
+  state:
+    description: What to do.
+    type: str
+    choices: [present, restored, absent]
+    default: present
+  point:
+    description:
+      - The point to restore, mark or remove, by id, by label (the newest point with it), or C(known_good).
+      - With O(state=restored) it defaults to C(known_good).
+    type: str
+  label:
+    description:
+      - A name for a new point, for example the release it captures.
+      - Capturing with a label whose newest point already holds exactly the same state reuses that point
+        (C(changed=false)), so a repeated snapshot is idempotent.
+    type: str
+  status:
+    description:
+      - With O(state=present) and no O(point), the status of the new point (C(candidate) by default).
+      - With O(point), the status to set. A point marked C(bad) is never restored; marking the known good point bad
+        moves the known good pointer back to the newest other known good point.
+    type: str
+    choices: [candidate, known_good, bad]
+  components:
+    description:
+      - With O(state=present), what to capture, a dict of component specs.
+      - C(config) is V({paths: [...]}); each path is an absolute file or directory, or V({path, validate}) where
+        C(validate) is a command with C(%s) run on each candidate file before it is swapped in (for example
+        C(nginx -t -c %s)).
+      - C(release) is V({path, validate}); C(path) is the C(current) symlink over release directories; C(validate) is
+        run with C(%s) set to the release directory before the flip.
+      - With O(state=restored), an optional list of component names to restore (default all the point has).
+    type: raw
+  keep:
+    description: With O(state=absent) and no O(point), how many of the newest points to keep.
+    type: int
+  reason:
+    description: Why this restore is happening; recorded in the journal.
+    type: str
+  store_path:
+    description: The store on the host. Created 0700 on first capture.
+    type: path
+    default: /var/lib/fleetops/rollback
+  lock_timeout:
+    description: Seconds to wait for a store lock held by another run before failing. C(0) fails at once.
+    type: float
+    default: 0
+  force_unlock:
+    description:
+      - Replace a lock whose recorded holder process is gone but whose lock is still held. A live holder is never
+        overridden. A lock left by a holder that died is recovered automatically and journaled.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: Returns the plan (what would change, from and to) and changes nothing, not even the lock.
+  diff_mode:
+    support: full
+    description: Shows each file and link that would change; values of secret-looking keys are redacted.
+  idempotent:
+    support: full
+    description: A restore of a point the host already matches reports C(changed=false) and takes no safety point.
+notes:
+  - The store holds copies of config files, secrets included. It is created 0700 and its files 0600.
+  - A directory restore also removes files that were not there at capture; they are kept in the safety point first.
+seealso:
+  - module: fleetops.rollback.restore_point_info
+  - module: fleetops.rollback.health_gate
+"""
+
+EXAMPLES = r"""
+- name: Capture the healthy release and mark it known good
+  fleetops.rollback.restore_point:
+    state: present
+    label: release-42
+    status: known_good
+    components:
+      config:
+        paths:
+          - /etc/app
+          - path: /etc/nginx/nginx.conf
+            validate: nginx -t -c %s
+      release:
+        path: /srv/app/current
+
+- name: Roll back to the known good point (one call; check mode shows the plan)
+  fleetops.rollback.restore_point:
+    state: restored
+    reason: "INC-1234 error rate"
+  register: rollback
+
+- name: Restore only the config of a named point
+  fleetops.rollback.restore_point:
+    state: restored
+    point: release-41
+    components: [config]
+
+- name: Never pick the abandoned point again
+  fleetops.rollback.restore_point:
+    point: release-43
+    status: bad
+
+- name: Keep the ten newest points
+  fleetops.rollback.restore_point:
+    state: absent
+    keep: 10
+"""
+
+RETURN = r"""
+point:
+  description: The point captured, restored, marked or resolved.
+  returned: success
+  type: dict
+  sample: {id: 20261122T031500.123456Z-a1b2, label: release-42, status: known_good, components: [config, release]}
+safety_point:
+  description: With O(state=restored), the id of the safety point taken before changing anything (null when nothing changed).
+  returned: state=restored
+  type: str
+plan:
+  description:
+    - With O(state=restored), per component, whether it changes and each change with C(action), C(path), C(from) and
+      C(to) (file hashes, modes, owners, link targets; never file contents). After a real run, C(seconds) per component.
+  returned: state=restored
+  type: dict
+  sample: {release: {changed: true, changes: [{action: switch, path: /srv/app/current, from: {target: releases/2}, to: {target: releases/1}}]}}
+seconds:
+  description: Time the restore took on the host.
+  returned: state=restored and not check mode
+  type: float
+removed:
+  description: With O(state=absent), the ids of the points removed (or that would be).
+  returned: state=absent
+  type: list
+  elements: str
+kept:
+  description: With O(state=absent), the ids of the points kept.
+  returned: state=absent
+  type: list
+  elements: str
+failed_component:
+  description: On a failed restore, the component that failed (or C(verify)).
+  returned: failure
+  type: str
+component_state:
+  description: On a failed restore, the state each component was left in.
+  returned: failure
+  type: dict
+"""
+
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils import _points
+from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store
+
+
+class RestorePointModule(ModuleBase):
+    argument_spec = dict(
+        state=dict(type="str", choices=["present", "restored", "absent"], default="present"),
+        point=dict(type="str"),
+        label=dict(type="str"),
+        status=dict(type="str", choices=["candidate", "known_good", "bad"]),
+        components=dict(type="raw"),
+        keep=dict(type="int"),
+        reason=dict(type="str"),
+    )
+
+    def run(self):
+        store = Store(self.params["store_path"])
+        state = self.params["state"]
+        if state == "present":
+            return self.present(store)
+        if state == "restored":
+            names = self.component_names()
+            if self.check_mode:
+                return _points.restore(store, self.params["point"], names, check=True, diff=self.diff_mode)
+            with _points.locked(store, self.params, "restore"):
+                return _points.restore(store, self.params["point"], names, diff=self.diff_mode, reason=self.params["reason"])
+        if self.params["keep"] is None and not self.params["point"]:
+            raise RollbackError("state=absent needs keep (how many newest points to keep) or point (the one to remove)")
+        if not store.exists():
+            return {"changed": False, "removed": [], "kept": []}
+        if self.check_mode:
+            return _points.prune(store, self.params["keep"], self.params["point"], check=True)
+        with _points.locked(store, self.params, "prune"):
+            return _points.prune(store, self.params["keep"], self.params["point"])
+
+    def present(self, store):
+        if self.params["point"]:
+            if not self.params["status"]:
+                raise RollbackError("point=%s given without status: say which status to set (candidate, known_good, bad)"
+                                    % self.params["point"])
+            if self.check_mode:
+                return _points.mark(store, self.params["point"], self.params["status"], check=True)
+            with _points.locked(store, self.params, "mark"):
+                return _points.mark(store, self.params["point"], self.params["status"])
+        status = self.params["status"] or "candidate"
+        if status == "bad":
+            raise RollbackError("status: a new point cannot be captured as bad; capture it as candidate or known_good")
+        components = _points.normalize_components(self.params["components"])
+        if self.check_mode:
+            return _points.capture(store, components, self.params["label"], status, check=True)
+        with _points.locked(store, self.params, "capture"):
+            return _points.capture(store, components, self.params["label"], status)
+
+    def component_names(self):
+        value = self.params["components"]
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            value = list(value)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise RollbackError("components: with state=restored give a list of component names, got %r" % (value,))
+        return value
+
+
+def main():
+    RestorePointModule().main()
+
+
+if __name__ == "__main__":
+    main()
