@@ -1,0 +1,444 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fleetops.rollback contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: health_gate
+short_description: Wait until a host or a whole fleet passes its health checks, without fixed sleeps
+version_added: 0.1.0
+author:
+  - fleetops maintainers
+description:
+  - Polls health checks in rounds until each target has a verdict, and returns the verdict, the time it
+    took and the samples it was based on.
+  - A round runs every check of a target once, in order; the round passes only when every check passes.
+  - A target is V(healthy) after O(successes) passing rounds in a row and V(unhealthy) as soon as it has
+    O(failures) + 1 failing rounds in a row. A target with neither verdict when O(timeout) seconds have
+    passed gets the verdict V(timeout).
+  - Rounds are scheduled every O(interval) seconds from the start (a round that takes longer than
+    O(interval) is followed by the next one at once). Waiting is bounded by the next due round and the
+    deadline, so a verdict is returned as soon as it is known; the deadline also caps every request.
+  - With O(targets), every target is polled concurrently (a bounded pool of threads serves all targets on
+    schedule), which is the fast way to gate a whole fleet from the controller in one task.
+  - The module only observes, so it never reports a change.
+options:
+  checks:
+    description:
+      - The checks of one target, the host the module runs on (named O(name)).
+      - Mutually exclusive with O(targets); one of the two is required.
+    type: list
+    elements: dict
+    suboptions:
+      type:
+        description:
+          - The kind of check, one of V(http), V(tcp) or V(command) (anything else fails with a message
+            naming the value).
+          - V(http) requests O(checks[].url) and checks the status, the body and the latency.
+          - V(tcp) opens a TCP connection to O(checks[].host):O(checks[].port).
+          - V(command) runs O(checks[].argv) (never through a shell) and checks its return code and output.
+        type: str
+        required: true
+      request_timeout:
+        description:
+          - Seconds one sample of this check may take before it counts as failed.
+          - Always capped by what is left of O(timeout).
+        type: float
+        default: 5.0
+      url:
+        description:
+          - For V(http) checks, required. The V(http://) or V(https://) URL to request.
+          - Redirects are followed; the proxy environment variables apply.
+          - Do not put credentials in the URL; send them in O(checks[].headers).
+        type: str
+      method:
+        description:
+          - For V(http) checks. The HTTP method. Defaults to V(GET).
+        type: str
+      status:
+        description:
+          - For V(http) checks. The status codes that count as passing. Defaults to V([200]).
+        type: list
+        elements: int
+      body:
+        description:
+          - For V(http) checks. A regular expression that must match (search) the response body (its first MiB).
+        type: str
+      max_latency:
+        description:
+          - For V(http) checks. Seconds; a response that takes longer than this counts as a failed sample even
+            when its status and body are right.
+        type: float
+      headers:
+        description:
+          - For V(http) checks. Request headers, name to value.
+          - Header values are treated as secrets (C(no_log)) and never appear in results or logs. Ansible
+            masks every occurrence of a C(no_log) value in the output, so a short header value (like V(1))
+            masks that text wherever it appears in the result.
+        type: dict
+      validate_certs:
+        description:
+          - For V(http) checks. Whether to verify the server's TLS certificate. Defaults to V(true).
+        type: bool
+      host:
+        description:
+          - For V(tcp) checks. The host name or address to connect to. Defaults to V(127.0.0.1).
+        type: str
+      port:
+        description:
+          - For V(tcp) checks, required. The TCP port.
+        type: int
+      argv:
+        description:
+          - For V(command) checks, required. The program and its arguments, run directly, never through a shell.
+        type: list
+        elements: str
+      rc:
+        description:
+          - For V(command) checks. The return code that counts as passing. Defaults to V(0).
+        type: int
+      stdout:
+        description:
+          - For V(command) checks. A regular expression that must match (search) the standard output.
+        type: str
+  name:
+    description:
+      - The name of the single target checked with O(checks), as it appears in the results.
+    type: str
+    default: local
+  targets:
+    description:
+      - Several targets, polled concurrently, each with its own checks.
+      - Mutually exclusive with O(checks); one of the two is required.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description:
+          - The target's name (usually the inventory host name); unique among the targets.
+        type: str
+        required: true
+      checks:
+        description:
+          - The target's checks, a non-empty list with the same options as O(checks).
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          type:
+            description: The kind of check, see O(checks[].type).
+            type: str
+            required: true
+          request_timeout:
+            description: See O(checks[].request_timeout).
+            type: float
+            default: 5.0
+          url:
+            description: See O(checks[].url).
+            type: str
+          method:
+            description: See O(checks[].method).
+            type: str
+          status:
+            description: See O(checks[].status).
+            type: list
+            elements: int
+          body:
+            description: See O(checks[].body).
+            type: str
+          max_latency:
+            description: See O(checks[].max_latency).
+            type: float
+          headers:
+            description: See O(checks[].headers); treated as secrets.
+            type: dict
+          validate_certs:
+            description: See O(checks[].validate_certs).
+            type: bool
+          host:
+            description: See O(checks[].host).
+            type: str
+          port:
+            description: See O(checks[].port).
+            type: int
+          argv:
+            description: See O(checks[].argv).
+            type: list
+            elements: str
+          rc:
+            description: See O(checks[].rc).
+            type: int
+          stdout:
+            description: See O(checks[].stdout).
+            type: str
+  interval:
+    description:
+      - Seconds between the starts of two rounds of a target. Must be greater than 0.
+    type: float
+    default: 1.0
+  timeout:
+    description:
+      - The overall deadline in seconds. Targets without a verdict by then get the verdict V(timeout).
+      - Must be greater than 0.
+    type: float
+    default: 60.0
+  successes:
+    description:
+      - Passing rounds in a row needed for a V(healthy) verdict. At least 1.
+    type: int
+    default: 3
+  failures:
+    description:
+      - Failing rounds in a row that are tolerated; one more gives an V(unhealthy) verdict at once.
+      - V(0) means the first failing round is a verdict.
+    type: int
+    default: 3
+  fail_on_unhealthy:
+    description:
+      - Fail the task when the overall verdict is not V(healthy), with a message naming every target that is
+        not healthy and its last error. All the return values are returned with the failure too.
+      - Set V(false) to register the verdict and decide later (the P(fleetops.rollback.health_gate#role) role
+        does this to fail exactly the hosts that did not recover).
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: The module only observes, so check mode runs the checks as usual.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  idempotent:
+    description: When run twice in a row outside check mode with the same arguments, the second invocation
+      indicates no change.
+    support: full
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+notes:
+  - >-
+    Input is validated before anything runs; a bad option fails with a message naming the option and
+    the value, for example C(checks[1].type: 'htp' is not one of http, tcp, command).
+  - Each target keeps its last 20 rounds in its samples, to keep results small.
+  - The overall verdict is the worst of the targets' verdicts, V(unhealthy) being worse than V(timeout).
+  - The P(fleetops.rollback.health_gate#role) role runs this module once from the controller over every host
+    of the play and fails exactly the hosts that did not pass.
+"""
+
+EXAMPLES = r"""
+- name: Wait until the application answers 200 with "ok" three times in a row
+  fleetops.rollback.health_gate:
+    checks:
+      - type: http
+        url: http://127.0.0.1:8080/health
+        body: '"status":\s*"ok"'
+        max_latency: 0.5
+      - type: tcp
+        port: 5432
+    interval: 1
+    successes: 3
+    failures: 2
+    timeout: 120
+
+- name: Gate a service with a command check (an argv list, never a shell)
+  fleetops.rollback.health_gate:
+    checks:
+      - type: command
+        argv: [systemctl, is-active, nginx]
+        stdout: '^active'
+
+- name: Gate the whole fleet at once from the controller, then decide per host
+  fleetops.rollback.health_gate:
+    targets: "{{ dict(ansible_play_batch | zip(ansible_play_batch | map('extract', hostvars, 'app_checks')))
+                 | dict2items(key_name='name', value_name='checks') }}"
+    fail_on_unhealthy: false
+    timeout: 300
+  run_once: true
+  delegate_to: localhost
+  register: gate
+
+- name: Send a bearer token (header values never appear in results)
+  fleetops.rollback.health_gate:
+    checks:
+      - type: http
+        url: https://app.example.com/health
+        headers:
+          Authorization: "Bearer {{ health_token }}"
+        status: [200, 204]
+"""
+
+RETURN = r"""
+verdict:
+  description:
+    - The overall verdict, V(healthy) when every target is healthy, else the worst verdict of the targets
+      (V(unhealthy) is worse than V(timeout)).
+  returned: always
+  type: str
+  sample: healthy
+seconds:
+  description: Seconds from the start until the overall verdict.
+  returned: always
+  type: float
+  sample: 3.012
+healthy_targets:
+  description: The names of the targets whose verdict is V(healthy).
+  returned: always
+  type: list
+  elements: str
+  sample: [web1, web2]
+unhealthy_targets:
+  description: The names of the targets whose verdict is not V(healthy) (V(unhealthy) or V(timeout)).
+  returned: always
+  type: list
+  elements: str
+  sample: [web3]
+targets:
+  description: Per target name, its verdict and how it got there.
+  returned: always
+  type: dict
+  contains:
+    verdict:
+      description: V(healthy), V(unhealthy) or V(timeout).
+      type: str
+      returned: always
+    seconds:
+      description: Seconds from the start until this target's verdict.
+      type: float
+      returned: always
+    rounds:
+      description: The number of rounds run for this target.
+      type: int
+      returned: always
+    passed_rounds:
+      description: How many of those rounds passed.
+      type: int
+      returned: always
+    last_error:
+      description: The error of the most recent failing round (its failing checks joined with C(; )), or null.
+      type: str
+      returned: always
+    samples:
+      description: The target's last 20 rounds, like RV(samples).
+      type: list
+      elements: dict
+      returned: always
+  sample:
+    web3:
+      verdict: unhealthy
+      seconds: 3.004
+      rounds: 4
+      passed_rounds: 0
+      last_error: "GET http://web3:8080/health: status 500, expected 200"
+      samples: []
+samples:
+  description:
+    - The rounds of the single target checked with O(checks), the last 20 kept, oldest first.
+  returned: when O(checks) is used
+  type: list
+  elements: dict
+  contains:
+    t:
+      description: Seconds from the start to the start of the round.
+      type: float
+    ok:
+      description: Whether every check of the round passed.
+      type: bool
+    latency:
+      description: Seconds the whole round took.
+      type: float
+    checks:
+      description:
+        - One entry per check, in order, with C(type), C(ok), C(latency) (seconds), and C(detail) when it passed
+          or C(error) when it failed.
+        - V(http) checks add C(status) (the HTTP status, or null without an answer); V(command) checks add
+          C(rc) (null when the command could not run or timed out).
+      type: list
+      elements: dict
+  sample:
+    - t: 0.0
+      ok: true
+      latency: 0.0031
+      checks:
+        - type: http
+          ok: true
+          status: 200
+          latency: 0.0029
+          detail: "GET http://127.0.0.1:8080/health: status 200 in 0.003s"
+"""
+
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._health import (
+    HEALTHY,
+    HealthInputError,
+    failure_message,
+    parse_policy,
+    parse_targets,
+    poll,
+)
+
+CHECK_OPTIONS = dict(
+    type=dict(type="str", required=True),
+    request_timeout=dict(type="float", default=5.0),
+    url=dict(type="str"),
+    method=dict(type="str"),
+    status=dict(type="list", elements="int"),
+    body=dict(type="str"),
+    max_latency=dict(type="float"),
+    headers=dict(type="dict", no_log=True),
+    validate_certs=dict(type="bool"),
+    host=dict(type="str"),
+    port=dict(type="int"),
+    argv=dict(type="list", elements="str"),
+    rc=dict(type="int"),
+    stdout=dict(type="str"),
+)
+
+
+class HealthGate(ModuleBase):
+    uses_store = False
+    argument_spec = dict(
+        checks=dict(type="list", elements="dict", options=CHECK_OPTIONS),
+        name=dict(type="str", default="local"),
+        targets=dict(type="list", elements="dict", options=dict(
+            name=dict(type="str", required=True),
+            checks=dict(type="list", elements="dict", required=True, options=CHECK_OPTIONS),
+        )),
+        interval=dict(type="float", default=1.0),
+        timeout=dict(type="float", default=60.0),
+        successes=dict(type="int", default=3),
+        failures=dict(type="int", default=3),
+        fail_on_unhealthy=dict(type="bool", default=True),
+    )
+    module_kwargs = dict(
+        mutually_exclusive=[("checks", "targets")],
+        required_one_of=[("checks", "targets")],
+    )
+
+    def run(self):
+        params = self.params
+        try:
+            policy = parse_policy(interval=params["interval"], timeout=params["timeout"],
+                                  successes=params["successes"], failures=params["failures"])
+            targets = parse_targets(checks=params["checks"], targets=params["targets"], name=params["name"])
+        except HealthInputError as err:
+            raise RollbackError(str(err)) from None
+        report = poll(targets, policy)
+        result = dict(changed=False, **report)
+        if params["checks"] is not None:
+            result["samples"] = report["targets"][params["name"]]["samples"]
+        if params["fail_on_unhealthy"] and report["verdict"] != HEALTHY:
+            raise RollbackError(failure_message(report), **result)
+        return result
+
+
+def main():
+    HealthGate().main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fleetops.rollback contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: restore_point_info
+short_description: List and inspect the restore points on a host
+version_added: 0.1.0
+author: fleetops maintainers
+description:
+  - Lists the points in a store, oldest first, with the known good pointer and any unreadable manifests.
+  - With O(point), returns that point's whole manifest (hashes, modes, owners, link targets; never file contents) and,
+    with O(verify=true), checks every stored file body against its sha256.
+options:
+  point:
+    description: A point id, label (newest with it) or C(known_good) to inspect.
+    type: str
+  verify:
+    description: Check the stored bodies of O(point) against their sha256.
+    type: bool
+    default: false
+  journal:
+    description: How many of the newest journal events to return (C(0) for none).
+    type: int
+    default: 0
+  store_path:
+    description: The store on the host.
+    type: path
+    default: /var/lib/fleetops/rollback
+  lock_timeout:
+    description: Unused; accepted so the common store arguments can be passed to every module.
+    type: float
+    default: 0
+  force_unlock:
+    description: Unused; accepted so the common store arguments can be passed to every module.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: Read only; runs the same in check mode.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+seealso:
+  - module: fleetops.rollback.restore_point
+"""
+
+EXAMPLES = r"""
+- name: List the points
+  fleetops.rollback.restore_point_info:
+  register: points
+
+- name: Check the known good point is intact before an incident needs it
+  fleetops.rollback.restore_point_info:
+    point: known_good
+    verify: true
+"""
+
+RETURN = r"""
+points:
+  description: Every readable point, oldest first (id, label, status, created_at, kind, components).
+  returned: always
+  type: list
+  elements: dict
+known_good:
+  description: The id the known good pointer names, or null.
+  returned: always
+  type: str
+unreadable:
+  description: Points whose manifest is missing or fails its sha256 check, with the reason.
+  returned: always
+  type: list
+  elements: dict
+point:
+  description: The whole manifest of O(point).
+  returned: when O(point) is given
+  type: dict
+verified:
+  description: With O(verify), whether every body of O(point) is present and matches its sha256.
+  returned: when O(verify) is true
+  type: bool
+corrupt:
+  description: With O(verify), the blob hashes that are missing or corrupt.
+  returned: when O(verify) is true
+  type: list
+  elements: str
+journal:
+  description: The newest O(journal) audit events.
+  returned: when O(journal) > 0
+  type: list
+  elements: dict
+"""
+
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase
+from ansible_collections.fleetops.rollback.plugins.module_utils._points import summary
+from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store, blob_refs
+
+
+class RestorePointInfoModule(ModuleBase):
+    argument_spec = dict(
+        point=dict(type="str"),
+        verify=dict(type="bool", default=False),
+        journal=dict(type="int", default=0),
+    )
+
+    def run(self):
+        store = Store(self.params["store_path"])
+        good, broken = store.points() if store.exists() else ([], [])
+        result = {"changed": False, "points": [summary(m) for m in good], "unreadable": broken,
+                  "known_good": store.known_good_id()}
+        if self.params["point"]:
+            manifest = store.resolve(self.params["point"])
+            result["point"] = manifest
+            if self.params["verify"]:
+                corrupt = sorted(sha for sha in blob_refs(manifest["components"]) if not store.blob_ok(sha))
+                result.update(verified=not corrupt, corrupt=corrupt)
+        if self.params["journal"] > 0:
+            result["journal"] = store.read_journal(self.params["journal"])
+        return result
+
+
+def main():
+    RestorePointInfoModule().main()
+
+
+if __name__ == "__main__":
+    main()
