@@ -1,0 +1,1 @@
+"""The sample application that fleetops.rollback deploys, breaks and rolls back."""
