@@ -1,0 +1,1 @@
+"""Repository tools: the local fleet (fleet.py) and command-line helpers."""
