@@ -62,10 +62,15 @@ class locked:
         return False
 
 
-def capture(store, components, label=None, status="candidate", kind="capture", check=False, safety_for=None):
-    """Capture a point. With a label whose newest point holds the same state, reuse that point."""
+def preflight(components):
+    """Fail on anything that would stop a capture, before the store or its lock is touched."""
     for name, spec in components.items():
         COMPONENTS[name].check_capturable(spec)
+
+
+def capture(store, components, label=None, status="candidate", kind="capture", check=False, safety_for=None):
+    """Capture a point. With a label whose newest point holds the same state, reuse that point."""
+    preflight(components)
     if check:
         return {"changed": True, "point": {"id": None, "label": label, "status": status, "components": list(components)}}
     store.ensure()

@@ -93,6 +93,7 @@ class ConfigSnapshotModule(ModuleBase):
     def run(self):
         store = Store(self.params["store_path"])
         components = _points.normalize_components({"config": {"paths": self.params["paths"]}})
+        _points.preflight(components)
         if self.check_mode:
             return _points.capture(store, components, self.params["label"], self.params["status"], check=True)
         with _points.locked(store, self.params, "config_snapshot"):

@@ -189,6 +189,9 @@ class RestorePointModule(ModuleBase):
     def run(self):
         store = Store(self.params["store_path"])
         state = self.params["state"]
+        if (state == "restored" or self.params["point"]) and state != "absent" and not store.exists():
+            raise RollbackError("store_path: there is no restore point store at %s; capture a point first or give the "
+                                "right store_path" % store.path)
         if state == "present":
             return self.present(store)
         if state == "restored":
@@ -219,6 +222,7 @@ class RestorePointModule(ModuleBase):
         if status == "bad":
             raise RollbackError("status: a new point cannot be captured as bad; capture it as candidate or known_good")
         components = _points.normalize_components(self.params["components"])
+        _points.preflight(components)
         if self.check_mode:
             return _points.capture(store, components, self.params["label"], status, check=True)
         with _points.locked(store, self.params, "capture"):
