@@ -22,7 +22,8 @@ class PlaybookRun:
 
     def for_task(self, task, host=None):
         """All results of the task with this name (optionally one host's)."""
-        return [r for r in self.results if r["task"] == task and (host is None or r["host"] == host)]
+        return [r for r in self.results
+                if (r["task"] == task or r["task"].endswith(" : " + task)) and (host is None or r["host"] == host)]
 
     def result(self, task, host):
         found = self.for_task(task, host)
