@@ -19,7 +19,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -126,7 +125,7 @@ def _write_text(path, text):
     os.replace(tmp, path)
 
 
-def inventory_vars(python=None):
+def inventory_vars():
     """The [group:vars] the rollback roles read, as (name, INI value) pairs."""
     appctl_argv = {
         action: ["{{ ansible_python_interpreter }}", APPCTL, action,
@@ -166,7 +165,7 @@ def render_inventory(fleet):
             f"app_port={host.port}",
         ]))
     lines += ["", f"[{fleet.group}:vars]"]
-    lines += [f"{name}={value}" for name, value in inventory_vars(fleet.python)]
+    lines += [f"{name}={value}" for name, value in inventory_vars()]
     return "\n".join(lines) + "\n"
 
 
