@@ -696,10 +696,10 @@ def poll(targets, policy, max_workers=MAX_WORKERS, clock=time.monotonic):
     finally:
         # Rounds still in flight at the deadline end on their own: every request is capped by it.
         pool.shutdown(wait=False, cancel_futures=True)
-    return build_report(runs, start, clock)
+    return build_report(runs)
 
 
-def build_report(runs, start, clock=time.monotonic):
+def build_report(runs):
     reports = {run.target.name: run.report() for run in runs}
     healthy = [run.target.name for run in runs if run.verdict == HEALTHY]
     unhealthy = [run.target.name for run in runs if run.verdict != HEALTHY]
