@@ -302,6 +302,19 @@ def wait_healthy(fleet, timeout=60.0, interval=0.1):
 
     Returns (all healthy, rows, seconds waited); rows hold each host's last answer.
     """
+    return _wait(fleet, lambda code: code == 200, timeout, interval)
+
+
+def wait_answering(fleet, timeout=60.0, interval=0.1):
+    """Poll /health until every host answers with any HTTP status (a bad release's 503 counts).
+
+    Use it after deploying a release that is expected to be unhealthy, instead of guessing a delay.
+    Returns (all answering, rows, seconds waited).
+    """
+    return _wait(fleet, lambda code: code is not None, timeout, interval)
+
+
+def _wait(fleet, done, timeout, interval):
     started = time.monotonic()
     deadline = started + timeout
     pending = list(fleet.hosts)
@@ -311,7 +324,7 @@ def wait_healthy(fleet, timeout=60.0, interval=0.1):
                                          version=False), pending)
         for row in rows:
             last[row["name"]] = row
-        pending = [h for h in pending if last[h.name]["health"] != 200]
+        pending = [h for h in pending if not done(last[h.name]["health"])]
         now = time.monotonic()
         if not pending or now >= deadline:
             break

@@ -5,7 +5,7 @@
     local_fleet.py deploy  --dir DIR --release N [--start | --restart]
     local_fleet.py start|stop|restart --dir DIR
     local_fleet.py status  --dir DIR [--json]          exit 0 only when every host is healthy
-    local_fleet.py wait-healthy --dir DIR [--timeout 60]
+    local_fleet.py wait-healthy --dir DIR [--timeout 60] [--any-status]
     local_fleet.py destroy --dir DIR
 
 `create` writes DIR/inventory.ini (group [fleet] with fleet_root and app_port per host, and the
@@ -83,14 +83,21 @@ def cmd_status(args):
 
 
 def cmd_wait_healthy(args):
-    ok, rows, seconds = fleetlib.wait_healthy(fleetlib.load(args.dir), timeout=args.timeout)
+    fleet = fleetlib.load(args.dir)
+    if args.any_status:
+        ok, rows, seconds = fleetlib.wait_answering(fleet, timeout=args.timeout)
+        waiting = [row for row in rows if row["health"] is None]
+        state = "answering"
+    else:
+        ok, rows, seconds = fleetlib.wait_healthy(fleet, timeout=args.timeout)
+        waiting = [row for row in rows if row["health"] != 200]
+        state = "healthy"
     if ok:
-        print(f"all {len(rows)} hosts healthy after {seconds:.2f} s")
+        print(f"all {len(rows)} hosts {state} after {seconds:.2f} s")
         return 0
-    unhealthy = [row for row in rows if row["health"] != 200]
-    for row in unhealthy:
+    for row in waiting:
         print(_row_line(row), file=sys.stderr)
-    print(f"{len(unhealthy)}/{len(rows)} hosts still unhealthy after {seconds:.2f} s")
+    print(f"{len(waiting)}/{len(rows)} hosts still not {state} after {seconds:.2f} s")
     return 1
 
 
@@ -129,6 +136,8 @@ def parser():
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = add("wait-healthy", cmd_wait_healthy, "poll every /health until all answer 200")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds (default %(default)s)")
+    p.add_argument("--any-status", action="store_true",
+                   help="wait until every /health answers at all (e.g. 503 after a bad release)")
     add("destroy", cmd_destroy, "stop the apps and remove DIR")
     return top
 
