@@ -229,7 +229,9 @@ class ConfigComponent:
 
     def _stage(self, store, path, entry, root):
         parent = os.path.dirname(path)
-        while not os.path.isdir(parent):
+        # Stage in a real directory: a symlinked parent may be replaced, and staging through it would
+        # write the body somewhere else entirely.
+        while os.path.islink(parent) or not os.path.isdir(parent):
             parent = os.path.dirname(parent)
         fd, tmp = tempfile.mkstemp(prefix=STAGE_PREFIX, dir=parent)
         try:

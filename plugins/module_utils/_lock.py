@@ -68,7 +68,7 @@ class StoreLock:
 
     def holder_is_gone(self, info):
         if not info:
-            return True
+            return False  # the kernel lock is held by someone who has not written their record yet
         if info.get("host") != socket.gethostname():
             return False  # cannot see another host's processes: not provably gone
         pid = info.get("pid")

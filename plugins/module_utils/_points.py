@@ -69,12 +69,19 @@ def preflight(components):
 
 
 def capture(store, components, label=None, status="candidate", kind="capture", check=False, safety_for=None):
-    """Capture a point. With a label whose newest point holds the same state, reuse that point."""
-    preflight(components)
+    """Capture a point. With a label whose newest point holds the same state, reuse that point.
+
+    A safety point records the state exactly as it is, missing paths and dangling links included,
+    because that is what a revert must bring back."""
+    if kind != "safety":
+        preflight(components)
     if check:
         return {"changed": True, "point": {"id": None, "label": label, "status": status, "components": list(components)}}
     store.ensure()
     records = {name: COMPONENTS[name].capture(store, spec) for name, spec in components.items()}
+    if kind == "safety":
+        for record in records.values():
+            record["exact"] = True
     print_ = fingerprint(records)
     if label and kind == "capture":
         same = [m for m in store.points()[0] if m.get("label") == label]

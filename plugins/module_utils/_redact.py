@@ -16,6 +16,9 @@ SECRET_KEY = re.compile(
 # KEY=value, KEY: value, export KEY="value", "key": "value"
 ASSIGNMENT = re.compile(r"^(?P<lead>\s*(?:export\s+)?[\"']?)(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>[\"']?\s*[=:]\s*)(?P<value>.*)$")
 URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\s]+):(?P<password>[^@/\s]+)@", re.IGNORECASE)
+# "key": "value" pairs anywhere on a line (one-line JSON, inline YAML maps).
+QUOTED_PAIR = re.compile(r"(?P<q>[\"'])(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?P=q)(?P<sep>\s*:\s*)"
+                         r"(?P<value>\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^,}\]\s]+)")
 PRIVATE_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.DOTALL)
 
 
@@ -23,8 +26,15 @@ def is_secret_key(name):
     return bool(SECRET_KEY.search(name))
 
 
+def _redact_pair(match):
+    if not is_secret_key(match.group("key")):
+        return match.group(0)
+    return "%s%s%s%s\"%s\"" % (match.group("q"), match.group("key"), match.group("q"), match.group("sep"), REDACTED)
+
+
 def redact_line(line):
     line = URL_CREDENTIALS.sub(lambda m: "%s%s:%s@" % (m.group("scheme"), m.group("user"), REDACTED), line)
+    line = QUOTED_PAIR.sub(_redact_pair, line)
     match = ASSIGNMENT.match(line)
     if match and match.group("value").strip() and is_secret_key(match.group("key")):
         return "%s%s%s%s" % (match.group("lead"), match.group("key"), match.group("sep"), REDACTED)
@@ -34,8 +44,8 @@ def redact_line(line):
 def redact_text(text):
     """Text with secret values replaced; key names stay so a reader sees *what* changed."""
     text = PRIVATE_BLOCK.sub("-----BEGIN PRIVATE KEY-----\n%s\n-----END PRIVATE KEY-----" % REDACTED, text)
-    return "".join(redact_line(line[:-1]) + "\n" if line.endswith("\n") else redact_line(line)
-                   for line in text.splitlines(True))
+    # Only "\n" ends a line: splitting on \r or unicode separators would cut a value in two and leak its tail.
+    return "\n".join(redact_line(line) for line in text.split("\n"))
 
 
 def printable_text(data, limit=256 * 1024):

@@ -46,9 +46,9 @@ class ReleaseComponent:
         return {"path": record["path"], "validate": record.get("validate")}
 
     def capture(self, store, spec):
-        target = os.readlink(spec["path"])
+        target = self.current(spec)
         return {"path": spec["path"], "validate": spec.get("validate"), "target": target,
-                "release": os.path.basename(_resolve(spec["path"], target))}
+                "release": os.path.basename(_resolve(spec["path"], target)) if target else None}
 
     def current(self, record):
         path = record["path"]
@@ -63,8 +63,11 @@ class ReleaseComponent:
         now = self.current(record)
         if now == record["target"]:
             return []
+        if record["target"] is None:
+            return [{"path": record["path"], "action": "remove", "from": {"target": now}, "to": {"target": None}}]
         resolved = _resolve(record["path"], record["target"])
-        if not os.path.isdir(resolved):
+        # A safety point (exact) may hold a dangling link: putting that back is the faithful revert.
+        if not record.get("exact") and not os.path.isdir(resolved):
             raise RollbackError("point %s: release directory %s no longer exists; redeploy it or choose another point; "
                                 "nothing was changed" % (point_id, resolved), path=resolved)
         return [{"path": record["path"], "action": "switch",
@@ -75,8 +78,12 @@ class ReleaseComponent:
         if not changes:
             return
         path = record["path"]
+        if record["target"] is None:
+            os.unlink(path)
+            fsync_dir(os.path.dirname(path))
+            return
         resolved = _resolve(path, record["target"])
-        if record.get("validate"):
+        if record.get("validate") and not record.get("exact"):
             problem = run_validate(record["validate"], resolved)
             if problem:
                 raise RollbackError("release: %s failed validation (%s) with %s" % (resolved, record["validate"], problem),
@@ -92,4 +99,5 @@ class ReleaseComponent:
 
     def diff(self, store, record, changes):
         return [{"before_header": c["path"], "after_header": c["path"],
-                 "before": "-> %s\n" % c["from"]["target"], "after": "-> %s\n" % c["to"]["target"]} for c in changes]
+                 "before": "-> %s\n" % (c["from"]["target"] or "(absent)"),
+                 "after": "-> %s\n" % (c["to"]["target"] or "(absent)")} for c in changes]

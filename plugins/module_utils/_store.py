@@ -110,7 +110,7 @@ class Store:
 
     def new_id(self, now=None):
         """An id that sorts by creation time; strictly after every existing id even if the clock steps back."""
-        now = now or utc_now()
+        now = (now or utc_now()).astimezone(timezone.utc)
         existing = self.point_ids()
         if existing:
             last = datetime.strptime(ID_PATTERN.match(existing[-1]).group(1), ID_TIME_FORMAT).replace(tzinfo=timezone.utc)
