@@ -11,7 +11,7 @@ module: health_gate
 short_description: Wait until a host or a whole fleet passes its health checks, without fixed sleeps
 version_added: 0.1.0
 author:
-  - fleetops maintainers
+  - fleetops maintainers (@fleetops)
 description:
   - Polls health checks in rounds until each target has a verdict, and returns the verdict, the time it
     took and the samples it was based on.
