@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import json
 import socket
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,14 +79,15 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         # A client that gave up (its timeout passed) is part of the tests, not an error of the server.
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, ssl.SSLError)):
             super().handle_error(request, client_address)
 
 
 class HealthEndpoints:
     """Start with `with HealthEndpoints() as server:`; `server.url("/ok")` is a full URL."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
+        """`tls`: (certfile, keyfile) to serve https instead of http."""
         self.host_status = {}
         self._hits = collections.Counter()
         self._lock = threading.Lock()
@@ -93,6 +95,12 @@ class HealthEndpoints:
         self._httpd.owner = self
         self._httpd.stopping = threading.Event()
         self.port = self._httpd.server_address[1]
+        self.scheme = "http"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
 
@@ -106,7 +114,7 @@ class HealthEndpoints:
             return self._hits[path]
 
     def url(self, path):
-        return "http://127.0.0.1:%d%s" % (self.port, path)
+        return "%s://127.0.0.1:%d%s" % (self.scheme, self.port, path)
 
     def start(self):
         self._thread.start()

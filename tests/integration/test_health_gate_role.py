@@ -112,3 +112,24 @@ def test_healthy_fleet_passes_and_host_without_checks_is_named(playbook, tmp_pat
     assert gate["status"] == "failed"
     assert "target 'nochecks' has no checks" in gate["result"]["msg"]
     assert recap(run) == {"ok1": 1, "nochecks": 1}
+
+
+def test_explicit_targets_fail_their_host_and_a_shared_target_fails_every_host(playbook, tmp_path, server):
+    server.host_status.update({"api2": 500, "shared-db": 500})
+    inventory = local_inventory(tmp_path / "inventory.ini", {name: {} for name in ("api1", "api2", "api3")})
+    targets = [{"name": name, "checks": [{"type": "http", "url": server.url("/host/%s" % name)}]}
+               for name in ("api1", "api2", "api3")]
+    run = playbook(PLAY.format(timeout=20, from_controller="true"), inventory,
+                   extra_vars={"health_gate_targets": targets})
+    assert run.rc == 2, run.stdout + run.stderr
+    assert recap(run) == {"api1": 0, "api2": 1, "api3": 0}
+    assert run.result(FAIL, "api2")["msg"].startswith("Health gate: api2 did not pass.")
+
+    # A target that is not a host of the play (a shared database, say) fails every host.
+    run = playbook(PLAY.format(timeout=20, from_controller="true"), inventory, extra_vars={
+        "health_gate_targets": targets[:1] + [{"name": "shared-db", "checks": [
+            {"type": "http", "url": server.url("/host/shared-db")}]}]})
+    assert run.rc == 2, run.stdout + run.stderr
+    assert recap(run) == {"api1": 1, "api2": 1, "api3": 1}
+    for name in ("api1", "api2", "api3"):
+        assert run.result(FAIL, name)["msg"].startswith("Health gate: shared-db did not pass.")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
@@ -81,6 +82,30 @@ def test_http_headers_are_sent_but_never_reported(server):
                    headers={"Authorization": secret}).run(5)
     assert result["ok"] is True, result
     assert secret not in repr(result)
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    """An https endpoint with a self-signed certificate made here by openssl."""
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                           "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert],
+                          capture_output=True, check=False)
+    if made.returncode != 0:
+        pytest.skip("openssl cannot make a certificate here: %s" % made.stderr.decode(errors="replace"))
+    with HealthEndpoints(tls=(cert, key)) as endpoints:
+        yield endpoints
+
+
+def test_https_self_signed_needs_validate_certs_false(tls_server):
+    url = tls_server.url("/ok")
+    verified = check(type="http", url=url).run(5)
+    assert verified["ok"] is False and verified["status"] is None
+    assert "certificate" in verified["error"].lower(), verified["error"]
+    unverified = check(type="http", url=url, validate_certs=False, body="ok").run(5)
+    assert unverified["ok"] is True, unverified
+    assert unverified["status"] == 200
 
 
 def test_tcp_open_and_closed():
