@@ -41,7 +41,7 @@ def run(playbook, inventory, *args):
 
 def break_fleet(fleet):
     local_fleet.deploy(fleet, 2, action="restart")
-    local_fleet.wait_healthy(fleet, timeout=1)
+    local_fleet.wait_answering(fleet, timeout=30)
     assert all(r["health"] != 200 for r in local_fleet.status(fleet)), "release 2 should be unhealthy"
 
 

@@ -74,7 +74,7 @@ def main():
 
     step("3. Deploy the bad release 2 (new code, changed config, an extra conf.d file)")
     local_fleet.deploy(fleet, 2, action="restart")
-    _, _, _ = local_fleet.wait_healthy(fleet, timeout=1.5)  # give the apps a moment to answer at all
+    local_fleet.wait_answering(fleet, timeout=30)
     broken = local_fleet.status(fleet)
     show(broken)
 

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: config_restore
 short_description: Restore config files and trees from a restore point
 version_added: 0.1.0
-author: fleetops maintainers
+author: fleetops maintainers (@fleetops)
 description:
   - Restores the C(config) component of a point (and nothing else): content, mode and owner, byte-exact.
   - Every file body is staged next to its destination and validated (when the point recorded a C(validate) command)

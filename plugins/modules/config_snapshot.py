@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: config_snapshot
 short_description: Capture config files and trees into a restore point
 version_added: 0.1.0
-author: fleetops maintainers
+author: fleetops maintainers (@fleetops)
 description:
   - The C(config) component of M(fleetops.rollback.restore_point) on its own, for config-only changes such as a
     C(.env) edit, a certificate renewal or an nginx change.

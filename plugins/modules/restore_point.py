@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: restore_point
 short_description: Capture, restore, mark and prune verified restore points on a host
 version_added: 0.1.0
-author: fleetops maintainers
+author: fleetops maintainers (@fleetops)
 description:
   - A restore point is a named, verified capture of what a host runs (config files and trees, the current release
     symlink), kept in a store on the host (O(store_path)).

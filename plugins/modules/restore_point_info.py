@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: restore_point_info
 short_description: List and inspect the restore points on a host
 version_added: 0.1.0
-author: fleetops maintainers
+author: fleetops maintainers (@fleetops)
 description:
   - Lists the points in a store, oldest first, with the known good pointer and any unreadable manifests.
   - With O(point), returns that point's whole manifest (hashes, modes, owners, link targets; never file contents) and,
