@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
@@ -18,6 +19,7 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._store import MA
 COMPONENTS = {component.name: component for component in (ConfigComponent(), ReleaseComponent())}
 ORDER = list(COMPONENTS)
 CAPTURE_STATUSES = ("candidate", "known_good")
+RESTART_TIMEOUT = 300
 
 
 def normalize_components(spec):
@@ -134,7 +136,25 @@ def plan(store, records, point_id):
     return {name: COMPONENTS[name].plan(store, record, point_id) for name, record in records.items()}
 
 
-def restore(store, ref="known_good", names=None, config_paths=None, check=False, diff=False, reason=None):
+def run_restart_commands(commands):
+    """Run each argv in order; stop at the first failure. Returns (records, error or None)."""
+    records = []
+    for argv in commands:
+        begun = time.monotonic()
+        try:
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=RESTART_TIMEOUT,
+                                  check=False)
+            rc, output = proc.returncode, (proc.stderr or proc.stdout).decode("utf-8", "replace").strip()[-500:]
+        except (OSError, subprocess.TimeoutExpired) as err:
+            rc, output = None, str(err)
+        records.append({"command": argv[:3], "rc": rc, "seconds": round(time.monotonic() - begun, 3)})
+        if rc != 0:
+            return records, "%s exited %s: %s" % (" ".join(argv[:3]), rc, output)
+    return records, None
+
+
+def restore(store, ref="known_good", names=None, config_paths=None, check=False, diff=False, reason=None,
+            restart_commands=None):
     started = time.monotonic()
     target = store.resolve(ref)
     if target["status"] == "bad":
@@ -152,6 +172,8 @@ def restore(store, ref="known_good", names=None, config_paths=None, check=False,
     if diff:
         result["diff"] = [d for name, c in changes.items() for d in COMPONENTS[name].diff(store, records[name], c)]
     if check:
+        if restart_commands and result["changed"]:
+            result["restarted"] = [{"command": argv[:3], "rc": None} for argv in restart_commands]
         return result
     if not result["changed"]:
         store.journal("restore", point=target["id"], outcome="noop", reason=reason)
@@ -186,9 +208,18 @@ def restore(store, ref="known_good", names=None, config_paths=None, check=False,
 
     for name in todo:
         result["plan"][name]["seconds"] = timings.get(name)
+    restart_error = None
+    if restart_commands:
+        result["restarted"], restart_error = run_restart_commands(restart_commands)
     result["seconds"] = round(time.monotonic() - started, 3)
     store.journal("restore", point=target["id"], outcome="restored", safety_point=safety_id, reason=reason,
-                  components={name: len(changes[name]) for name in todo}, seconds=result["seconds"])
+                  components={name: len(changes[name]) for name in todo}, seconds=result["seconds"],
+                  restart_error=restart_error)
+    if restart_error:
+        # The files are right; the service is not. Reverting would only bring the bad release back.
+        raise RollbackError("point %s was restored (safety point %s), but restarting failed: %s; the host runs the "
+                            "restored files and its service may be down" % (target["id"], safety_id, restart_error),
+                            **result)
     return result
 
 

@@ -59,6 +59,15 @@ options:
   reason:
     description: Why this restore is happening; recorded in the journal.
     type: str
+  restart_commands:
+    description:
+      - With O(state=restored), commands (argv lists, never a shell) run in order after a restore that changed
+        something, while the lock is still held, for example the restarts of the services that read the restored
+        files. It saves a task per host on the hot path of a large fleet.
+      - Nothing runs when nothing changed, nor in check mode (the result lists what would run).
+      - A failing command fails the task; the restore itself stays in place (the files are right, the service is not).
+    type: list
+    elements: list
   store_path:
     description: The store on the host. Created 0700 on first capture.
     type: path
@@ -146,6 +155,11 @@ plan:
   returned: state=restored
   type: dict
   sample: {release: {changed: true, changes: [{action: switch, path: /srv/app/current, from: {target: releases/2}, to: {target: releases/1}}]}}
+restarted:
+  description: With O(restart_commands), each command run (first three argv items), its exit code and seconds.
+  returned: state=restored and something changed
+  type: list
+  elements: dict
 seconds:
   description: Time the restore took on the host.
   returned: state=restored and not check mode
@@ -184,6 +198,7 @@ class RestorePointModule(ModuleBase):
         components=dict(type="raw"),
         keep=dict(type="int"),
         reason=dict(type="str"),
+        restart_commands=dict(type="list", elements="list"),
     )
 
     def run(self):
@@ -196,10 +211,16 @@ class RestorePointModule(ModuleBase):
             return self.present(store)
         if state == "restored":
             names = self.component_names()
+            commands = [[str(arg) for arg in argv] for argv in self.params["restart_commands"] or []]
+            if any(not argv for argv in commands):
+                raise RollbackError("restart_commands: every command must be a non-empty argv list, got %r"
+                                    % (self.params["restart_commands"],))
             if self.check_mode:
-                return _points.restore(store, self.params["point"], names, check=True, diff=self.diff_mode)
+                return _points.restore(store, self.params["point"], names, check=True, diff=self.diff_mode,
+                                       restart_commands=commands)
             with _points.locked(store, self.params, "restore"):
-                return _points.restore(store, self.params["point"], names, diff=self.diff_mode, reason=self.params["reason"])
+                return _points.restore(store, self.params["point"], names, diff=self.diff_mode,
+                                       reason=self.params["reason"], restart_commands=commands)
         if self.params["keep"] is None and not self.params["point"]:
             raise RollbackError("state=absent needs keep (how many newest points to keep) or point (the one to remove)")
         if not store.exists():

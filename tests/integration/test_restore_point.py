@@ -347,3 +347,28 @@ def test_config_snapshot_and_restore_one_path(host, one_host, playbook):
     assert (etc / "conf.d/10-base.env").read_text() == "X=1\n", "a path not asked for was restored"
     assert run.status("Restore only app.env", "target") == "changed"
     assert run.status("Restore only app.env again", "target") == "ok"
+
+
+def test_restart_commands_run_only_on_change_and_a_failure_keeps_the_restore(host, one_host, playbook, tmp_path):
+    log = tmp_path / "restarts.log"
+    assert playbook(capture_play(host), one_host).rc == 0
+    break_host(host)
+    restart = ["sh", "-c", "echo restarted >> %s" % log]
+    run = playbook(restore_play(host, restart_commands=[restart]), one_host, check=True)
+    assert run.result("Restore", "target")["restarted"] == [{"command": restart[:3], "rc": None}]
+    assert not log.exists(), "check mode ran a restart command"
+    run = playbook(restore_play(host, restart_commands=[restart]), one_host)
+    assert run.rc == 0, run.stdout
+    assert run.result("Restore", "target")["restarted"][0]["rc"] == 0
+    assert log.read_text() == "restarted\n"
+    run = playbook(restore_play(host, restart_commands=[restart]), one_host)
+    assert run.result("Restore", "target")["changed"] is False
+    assert log.read_text() == "restarted\n", "a restore that changed nothing restarted a service"
+
+    captured = host_state(host)
+    break_host(host)
+    run = playbook(restore_play(host, restart_commands=[["sh", "-c", "exit 3"]]), one_host)
+    assert run.rc != 0
+    msg = run.result("Restore", "target")["msg"]
+    assert "was restored" in msg and "restarting failed" in msg and "exited 3" in msg
+    assert host_state(host) == captured, "a failed restart must not undo a correct restore"
