@@ -28,18 +28,8 @@ options:
   reason:
     description: Why; recorded in the journal.
     type: str
-  store_path:
-    description: The store on the host.
-    type: path
-    default: /var/lib/fleetops/rollback
-  lock_timeout:
-    description: Seconds to wait for the store lock.
-    type: float
-    default: 0
-  force_unlock:
-    description: Replace a lock whose recorded holder process is gone.
-    type: bool
-    default: false
+extends_documentation_fragment:
+  - fleetops.rollback.store
 attributes:
   check_mode:
     support: full

@@ -30,18 +30,8 @@ options:
     type: str
     choices: [candidate, known_good]
     default: candidate
-  store_path:
-    description: The store on the host.
-    type: path
-    default: /var/lib/fleetops/rollback
-  lock_timeout:
-    description: Seconds to wait for the store lock.
-    type: float
-    default: 0
-  force_unlock:
-    description: Replace a lock whose recorded holder process is gone.
-    type: bool
-    default: false
+extends_documentation_fragment:
+  - fleetops.rollback.store
 attributes:
   check_mode:
     support: full

@@ -68,20 +68,8 @@ options:
       - A failing command fails the task; the restore itself stays in place (the files are right, the service is not).
     type: list
     elements: list
-  store_path:
-    description: The store on the host. Created 0700 on first capture.
-    type: path
-    default: /var/lib/fleetops/rollback
-  lock_timeout:
-    description: Seconds to wait for a store lock held by another run before failing. C(0) fails at once.
-    type: float
-    default: 0
-  force_unlock:
-    description:
-      - Replace a lock whose recorded holder process is gone but whose lock is still held. A live holder is never
-        overridden. A lock left by a holder that died is recovered automatically and journaled.
-    type: bool
-    default: false
+extends_documentation_fragment:
+  - fleetops.rollback.store
 attributes:
   check_mode:
     support: full

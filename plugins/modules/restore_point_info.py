@@ -26,18 +26,8 @@ options:
     description: How many of the newest journal events to return (C(0) for none).
     type: int
     default: 0
-  store_path:
-    description: The store on the host.
-    type: path
-    default: /var/lib/fleetops/rollback
-  lock_timeout:
-    description: Unused; accepted so the common store arguments can be passed to every module.
-    type: float
-    default: 0
-  force_unlock:
-    description: Unused; accepted so the common store arguments can be passed to every module.
-    type: bool
-    default: false
+extends_documentation_fragment:
+  - fleetops.rollback.store
 attributes:
   check_mode:
     support: full
