@@ -11,7 +11,7 @@ short_description: Restore config files and trees from a restore point
 version_added: 0.1.0
 author: fleetops maintainers (@fleetops)
 description:
-  - Restores the C(config) component of a point (and nothing else): content, mode and owner, byte-exact.
+  - Restores the C(config) component of a point and nothing else (content, mode and owner, byte-exact).
   - Every file body is staged next to its destination and validated (when the point recorded a C(validate) command)
     before anything is swapped in; a failed validation changes nothing.
   - A safety point of the current config is captured first. Files that were not there at capture are removed, and

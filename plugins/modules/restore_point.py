@@ -46,11 +46,11 @@ options:
   components:
     description:
       - With O(state=present), what to capture, a dict of component specs.
-      - C(config) is V({paths: [...]}); each path is an absolute file or directory, or V({path, validate}) where
+      - "C(config) is V({paths: [...]}); each path is an absolute file or directory, or V({path, validate}) where
         C(validate) is a command with C(%s) run on each candidate file before it is swapped in (for example
-        C(nginx -t -c %s)).
-      - C(release) is V({path, validate}); C(path) is the C(current) symlink over release directories; C(validate) is
-        run with C(%s) set to the release directory before the flip.
+        C(nginx -t -c %s))."
+      - "C(release) is V({path, validate}); C(path) is the C(current) symlink over release directories; C(validate) is
+        run with C(%s) set to the release directory before the flip."
       - With O(state=restored), an optional list of component names to restore (default all the point has).
     type: raw
   keep:
