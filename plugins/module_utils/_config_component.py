@@ -183,7 +183,7 @@ class ConfigComponent:
         return {"paths": [r for r in record["paths"] if r["path"] in wanted]}
 
     # ---------------------------------------------------------------- capture
-    def capture(self, store, spec):
+    def capture(self, store, spec, point_id=None):
         return {"paths": [{"path": item["path"], "validate": item["validate"],
                            "entries": sorted(scan(item["path"], store).values(), key=lambda e: e["rel"])}
                           for item in spec["paths"]]}

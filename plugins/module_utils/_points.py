@@ -80,7 +80,13 @@ def capture(store, components, label=None, status="candidate", kind="capture", c
     if check:
         return {"changed": True, "point": {"id": None, "label": label, "status": status, "components": list(components)}}
     store.ensure()
-    records = {name: COMPONENTS[name].capture(store, spec) for name, spec in components.items()}
+    # The id comes first so a component can write artefacts under dumps/<id>; they go if the point is not kept.
+    point_id = store.new_id()
+    try:
+        records = {name: COMPONENTS[name].capture(store, spec, point_id) for name, spec in components.items()}
+    except BaseException:
+        store.discard_dumps(point_id)
+        raise
     if kind == "safety":
         for record in records.values():
             record["exact"] = True
@@ -88,6 +94,7 @@ def capture(store, components, label=None, status="candidate", kind="capture", c
     if label and kind == "capture":
         same = [m for m in store.points()[0] if m.get("label") == label]
         if same and same[-1].get("fingerprint") == print_:
+            store.discard_dumps(point_id)
             existing = same[-1]
             changed = False
             if status == "known_good" and (existing["status"] != "known_good" or store.known_good_id() != existing["id"]):
@@ -96,7 +103,7 @@ def capture(store, components, label=None, status="candidate", kind="capture", c
             return {"changed": changed, "point": summary(existing), "reused": True}
     manifest = {
         "format": MANIFEST_FORMAT,
-        "id": store.new_id(),
+        "id": point_id,
         "label": label,
         "status": status,
         "kind": kind,

@@ -45,7 +45,7 @@ class ReleaseComponent:
     def scope(self, record):
         return {"path": record["path"], "validate": record.get("validate")}
 
-    def capture(self, store, spec):
+    def capture(self, store, spec, point_id=None):
         target = self.current(spec)
         return {"path": spec["path"], "validate": spec.get("validate"), "target": target,
                 "release": os.path.basename(_resolve(spec["path"], target)) if target else None}

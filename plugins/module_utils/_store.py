@@ -244,6 +244,20 @@ class Store:
             self.set_known_good(older[-1] if older else None)
         return updated
 
+    def point_dumps_dir(self, point_id):
+        """The 0700 directory for one point's large artefacts; removed with the point."""
+        if not ID_PATTERN.match(point_id or ""):
+            raise RollbackError("invalid point id %r" % (point_id,))
+        path = os.path.join(self.dumps_dir, point_id)
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)
+        return path
+
+    def discard_dumps(self, point_id):
+        path = os.path.join(self.dumps_dir, point_id)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+
     # ---------------------------------------------------------------- deletion
     def delete_point(self, point_id):
         for directory in (os.path.join(self.points_dir, point_id), os.path.join(self.dumps_dir, point_id)):
