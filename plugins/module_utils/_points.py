@@ -123,7 +123,9 @@ def capture(store, components, label=None, status="candidate", kind="capture", c
     return {"changed": True, "point": summary(manifest), "reused": False}
 
 
-def _select(manifest, names, config_paths=None):
+def _select(manifest, names, select=None):
+    """The records to restore: the named components (all by default), each narrowed by `select`
+    ({component: [items]}) for a partial rollback, such as one config path or one package."""
     records = manifest["components"]
     if names:
         unknown = [n for n in names if n not in COMPONENTS]
@@ -134,8 +136,19 @@ def _select(manifest, names, config_paths=None):
             raise RollbackError("components: point %s holds no %s component (it has: %s)"
                                 % (manifest["id"], ", ".join(missing), ", ".join(records) or "none"))
     chosen = {name: records[name] for name in ORDER if name in records and (not names or name in names)}
-    if config_paths and "config" in chosen:
-        chosen["config"] = COMPONENTS["config"].select(chosen["config"], config_paths)
+    for name, items in (select or {}).items():
+        if name not in COMPONENTS:
+            raise RollbackError("select: unknown component %r; known components: %s" % (name, ", ".join(ORDER)))
+        if name not in chosen:
+            raise RollbackError("select: %s is not being restored (point %s holds: %s; components chosen: %s)"
+                                % (name, manifest["id"], ", ".join(records) or "none", ", ".join(chosen) or "none"))
+        if not hasattr(COMPONENTS[name], "select"):
+            raise RollbackError("select: the %s component is restored whole; drop it from select" % name)
+        if isinstance(items, str):
+            items = [items]
+        if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
+            raise RollbackError("select.%s: give a non-empty list of names, got %r" % (name, items))
+        chosen[name] = COMPONENTS[name].select(chosen[name], items)
     return chosen
 
 
@@ -160,7 +173,7 @@ def run_restart_commands(commands):
     return records, None
 
 
-def restore(store, ref="known_good", names=None, config_paths=None, check=False, diff=False, reason=None,
+def restore(store, ref="known_good", names=None, select=None, check=False, diff=False, reason=None,
             restart_commands=None):
     started = time.monotonic()
     target = store.resolve(ref)
@@ -168,7 +181,7 @@ def restore(store, ref="known_good", names=None, config_paths=None, check=False,
         raise RollbackError("point: %s (%s) is marked bad and is never restored; mark it candidate first if you are "
                             "sure, or choose another point" % (target["id"], target.get("label") or "no label"),
                             point=summary(target))
-    records = _select(target, names, config_paths)
+    records = _select(target, names, select)
     changes = plan(store, records, target["id"])
     result = {
         "changed": any(changes.values()),

@@ -211,8 +211,15 @@ class Store:
 
     # ---------------------------------------------------------------- lookups
     def resolve(self, ref="known_good"):
-        """A point by id, by label (newest with it) or `known_good`."""
+        """A point by id, by label (newest with it), `known_good`, or `latest_safety` (the newest safety point,
+        which holds the state a host had just before its last rollback)."""
         ref = (ref or "known_good").strip()
+        if ref == "latest_safety":
+            safety = [m for m in self.points()[0] if m["status"] == "safety"]
+            if not safety:
+                raise RollbackError("point: latest_safety: no safety point in %s; no rollback has run on this host "
+                                    "yet, name a point id or label instead" % self.path)
+            return safety[-1]
         if ref == "known_good":
             point_id = self.known_good_id()
             if not point_id:

@@ -80,7 +80,8 @@ class ConfigRestoreModule(ModuleBase):
 
     def run(self):
         store = Store(self.params["store_path"])
-        options = dict(names=["config"], config_paths=self.params["paths"], diff=self.diff_mode)
+        options = dict(names=["config"], select={"config": self.params["paths"]} if self.params["paths"] else None,
+                       diff=self.diff_mode)
         if self.check_mode:
             return _points.restore(store, self.params["point"], check=True, **options)
         with _points.locked(store, self.params, "config_restore"):

@@ -27,7 +27,8 @@ options:
     default: present
   point:
     description:
-      - The point to restore, mark or remove, by id, by label (the newest point with it), or C(known_good).
+      - The point to restore, mark or remove, by id, by label (the newest point with it), C(known_good), or
+        C(latest_safety) (the newest safety point, that is the state the host had just before its last rollback).
       - With O(state=restored) it defaults to C(known_good).
     type: str
   label:
@@ -53,6 +54,13 @@ options:
         run with C(%s) set to the release directory before the flip."
       - With O(state=restored), an optional list of component names to restore (default all the point has).
     type: raw
+  select:
+    description:
+      - With O(state=restored), a partial rollback inside components, a dict of component name to the list of items
+        to restore; the other items of that component are left as they are.
+      - "C(config) takes paths that the point captured as roots, for example V({config: [/etc/app/app.env]})."
+      - A component named here must be one that is restored (see O(components)).
+    type: dict
   keep:
     description: With O(state=absent) and no O(point), how many of the newest points to keep.
     type: int
@@ -187,6 +195,7 @@ class RestorePointModule(ModuleBase):
         keep=dict(type="int"),
         reason=dict(type="str"),
         restart_commands=dict(type="list", elements="list"),
+        select=dict(type="dict"),
     )
 
     def run(self):
@@ -204,11 +213,11 @@ class RestorePointModule(ModuleBase):
                 raise RollbackError("restart_commands: every command must be a non-empty argv list, got %r"
                                     % (self.params["restart_commands"],))
             if self.check_mode:
-                return _points.restore(store, self.params["point"], names, check=True, diff=self.diff_mode,
-                                       restart_commands=commands)
+                return _points.restore(store, self.params["point"], names, select=self.params["select"], check=True,
+                                       diff=self.diff_mode, restart_commands=commands)
             with _points.locked(store, self.params, "restore"):
-                return _points.restore(store, self.params["point"], names, diff=self.diff_mode,
-                                       reason=self.params["reason"], restart_commands=commands)
+                return _points.restore(store, self.params["point"], names, select=self.params["select"],
+                                       diff=self.diff_mode, reason=self.params["reason"], restart_commands=commands)
         if self.params["keep"] is None and not self.params["point"]:
             raise RollbackError("state=absent needs keep (how many newest points to keep) or point (the one to remove)")
         if not store.exists():

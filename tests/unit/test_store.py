@@ -401,3 +401,13 @@ def test_actor_falls_back_to_sudo_user(monkeypatch):
     monkeypatch.delenv("FLEETOPS_ACTOR", raising=False)
     monkeypatch.setenv("SUDO_USER", "carol")
     assert _store.actor() == "carol"
+
+
+def test_resolve_latest_safety_is_the_newest_safety_point(store):
+    with pytest.raises(RollbackError) as err:
+        store.resolve("latest_safety")
+    assert "no safety point" in err.value.msg
+    first = make_point(store, label="safety-1", status="safety", now=T0)
+    second = make_point(store, label="safety-2", status="safety", now=T0 + timedelta(seconds=1))
+    make_point(store, label="later-capture", now=T0 + timedelta(seconds=2))
+    assert store.resolve("latest_safety")["id"] == second["id"] != first["id"]
