@@ -132,7 +132,8 @@ def inventory_vars():
                  "--root", "{{ fleet_root }}", "--port", "{{ app_port }}"]
         for action in ("start", "stop", "restart")
     }
-    service = {"name": "app", "manager": "command", **appctl_argv}
+    # `state`: what rollback_partial.yml restores when this service alone is chosen (rollback_services).
+    service = {"name": "app", "manager": "command", "state": {"config": "all", "release": "all"}, **appctl_argv}
     check = {"type": "http", "url": "http://127.0.0.1:{{ app_port }}/health", "status": [200]}
     return [
         ("rollback_store_path", "{{ fleet_root }}/var/lib/fleetops/rollback"),
