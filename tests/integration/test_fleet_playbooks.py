@@ -30,20 +30,12 @@ def versions(fleet):
 
 
 @pytest.fixture
-def broken_fleet(tmp_path, playbook):
+def broken_fleet(known_good_fleet):
     """20 hosts: release 1 captured as known good, then every host broken by release 2."""
-    fleet = local_fleet.create(str(tmp_path / "fleet"), hosts=20, base_port=0)
-    try:
-        local_fleet.deploy(fleet, 1, action="restart")
-        assert local_fleet.wait_healthy(fleet, timeout=60)[0]
-        snap = playbook(os.path.join(PLAYBOOKS, "snapshot.yml"), fleet.inventory,
-                        extra_vars={"restore_point_label": "release-1"})
-        assert snap.rc == 0, snap.stdout[-3000:]
-        local_fleet.deploy(fleet, 2, action="restart")
-        local_fleet.wait_answering(fleet, timeout=60)
-        yield fleet
-    finally:
-        local_fleet.stop(fleet)
+    fleet = known_good_fleet(20)
+    local_fleet.deploy(fleet, 2, action="restart")
+    local_fleet.wait_answering(fleet, timeout=60)
+    return fleet
 
 
 def make_sick(fleet, playbook, host):

@@ -13,24 +13,9 @@ from tools import fleet as local_fleet  # noqa: E402  pylint: disable=wrong-impo
 PLAYBOOKS = os.path.join(ROOT, "playbooks")
 
 
-@pytest.fixture
-def fleet20(tmp_path):
-    fleet = local_fleet.create(str(tmp_path / "fleet"), hosts=20, base_port=0)
-    try:
-        yield fleet
-    finally:
-        local_fleet.stop(fleet)
-
-
 @pytest.mark.slow
-def test_twenty_hosts_roll_back_end_to_end(fleet20, playbook):
-    fleet = fleet20
-    local_fleet.deploy(fleet, 1, action="restart")
-    assert local_fleet.wait_healthy(fleet, timeout=30)[0]
-    snap = playbook(os.path.join(PLAYBOOKS, "snapshot.yml"), fleet.inventory,
-                    extra_vars={"restore_point_label": "release-1"})
-    assert snap.rc == 0, snap.stdout[-3000:]
-
+def test_twenty_hosts_roll_back_end_to_end(known_good_fleet, playbook):
+    fleet = known_good_fleet(20)
     local_fleet.deploy(fleet, 2, action="restart")
     local_fleet.wait_answering(fleet, timeout=30)
     assert all(row["health"] == 503 for row in local_fleet.status(fleet))

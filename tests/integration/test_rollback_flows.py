@@ -26,17 +26,9 @@ def versions(fleet):
 
 
 @pytest.fixture
-def fleet3(tmp_path, playbook):
+def fleet3(known_good_fleet):
     """3 hosts on release 1, captured as known good (label release-1)."""
-    fleet = local_fleet.create(str(tmp_path / "fleet"), hosts=3, base_port=0)
-    try:
-        local_fleet.deploy(fleet, 1, action="restart")
-        assert local_fleet.wait_healthy(fleet, timeout=60)[0]
-        snap = playbook(path("snapshot.yml"), fleet.inventory, extra_vars={"restore_point_label": "release-1"})
-        assert snap.rc == 0, snap.stdout[-3000:]
-        yield fleet
-    finally:
-        local_fleet.stop(fleet)
+    return known_good_fleet(3)
 
 
 def break_fleet(fleet):
