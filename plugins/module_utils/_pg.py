@@ -392,7 +392,11 @@ def changes_since(cur, reference, tables):
     return None
 
 
+# Other client sessions on a database (backend_type reads NULL for other roles' sessions; autovacuum has no user).
+SESSIONS_OF = ("datname = %s AND pid <> pg_backend_pid() AND usesysid IS NOT NULL "
+               "AND coalesce(backend_type, 'client backend') = 'client backend'")
+
+
 def other_sessions(cur, db):
-    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
-                "AND backend_type = 'client backend'", (db,))
+    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE " + SESSIONS_OF, (db,))
     return int(cur.fetchone()[0])

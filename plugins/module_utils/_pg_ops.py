@@ -398,8 +398,7 @@ def end_sessions(cur, db):
     while True:
         try:
             cur.execute("SELECT count(*) FILTER (WHERE NOT pg_terminate_backend(pid, %s)) FROM pg_stat_activity "
-                        "WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
-                        (TERMINATE_WAIT_MS, db))
+                        "WHERE " + _pg.SESSIONS_OF, (TERMINATE_WAIT_MS, db))
         except _pg.psycopg2.Error as err:
             raise RollbackError("cannot end the other sessions on %s: %s; the login role needs to be a superuser or "
                                 "a member of pg_signal_backend (and of the roles of those sessions)"

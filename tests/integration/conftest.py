@@ -18,3 +18,7 @@ def playbook():
 def one_host(tmp_path):
     """An inventory with one local host named `target`."""
     return local_inventory(tmp_path / "inventory.ini", {"target": {}})
+
+
+# A PostgreSQL cluster started by the suite itself (one per xdist worker), for any test that asks for it.
+from postgres.fixtures import pg_cluster, pg_database  # noqa: E402,F401
