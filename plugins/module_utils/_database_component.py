@@ -26,7 +26,7 @@ CONN_DEFAULTS = dict(login_host="", port=5432, login_user="postgres", login_unix
 OPTION_DEFAULTS = dict(format="custom", jobs=1, compress=None, schemas=[], exclude_schemas=[], tables=[],
                        exclude_tables=[], mode="clean", block_writes=False)
 LIST_KEYS = ("schemas", "exclude_schemas", "tables", "exclude_tables")
-RECORD_KEYS = ("file", "sha256", "tables", "size", "server_version", "exact")
+RECORD_KEYS = ("file", "sha256", "rows", "size", "server_version", "exact")
 _PASSWORDS = {}
 
 
@@ -147,7 +147,7 @@ class DatabaseComponent:
         name = _file_name(spec)
         path = os.path.join(directory, name)
         meta = self._reuse(store, spec, conn, path) or _pg_ops.dump(conn, path, spec)
-        record = dict(spec, file=name, sha256=meta["sha256"], tables=meta["tables"], size=meta["size"],
+        record = dict(spec, file=name, sha256=meta["sha256"], rows=meta["tables"], size=meta["size"],
                       server_version=meta["server_version"])
         return record
 
@@ -185,7 +185,7 @@ class DatabaseComponent:
         return [{"action": "restore", "path": files.path, "database": record["db"], "mode": self._mode(record),
                  "reason": plan["reason"], "drop": plan["drop"], "keep": plan["keep"],
                  "from": {"relations": len(plan["drop"]) + len(plan["keep"]), "sessions": plan["sessions"]},
-                 "to": {"sha256": record["sha256"], "tables": record["tables"]}}]
+                 "to": {"sha256": record["sha256"], "tables": record["rows"]}}]
 
     @staticmethod
     def _mode(record):
