@@ -64,9 +64,9 @@ options:
         back to it with C(%s) set to the revision (C(alembic downgrade %s)); the optional C(upgrade) is tried when the
         downgrade fails (a safety revert may have to go forward). Commands are strings split like a shell would, or
         argv lists; never run through a shell. With no revision, C(base) (default C(base)) is the target."
-      - With O(state=restored), an optional list of component names to restore (default all the point has), or a
+      - "With O(state=restored), an optional list of component names to restore (default all the point has), or a
         dict of names to options for this run only, for example V({database: {login_password: ...}}) (values of
-        C(login_password) are hidden from the output like any no_log value).
+        C(login_password) are hidden from the output like any no_log value)."
     type: raw
   keep:
     description: With O(state=absent) and no O(point), how many of the newest points to keep.
