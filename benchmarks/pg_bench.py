@@ -92,9 +92,9 @@ def main():
                         mod_restore.append(seconds)
                         posts.append(result["seconds"].get("verify", 0.0))
                         checks.append(result["seconds"]["checksum"] + result["seconds"].get("plan", 0.0))
-                # A second restore of the same dump finds nothing to do: how long that check takes.
-                idle, again = timed(lambda: _pg_ops.restore(conn, _pg_ops.DumpFiles(mod_path), jobs=jobs))
-                assert not again["changed"], again["plan"]["reason"]
+                        # A second restore of the same dump finds nothing to do: how long that check takes.
+                        idle, again = timed(lambda: _pg_ops.restore(conn, _pg_ops.DumpFiles(mod_path), jobs=jobs))
+                        assert not again["changed"], again["plan"]["reason"]
                 cluster.pgbench_run("bench", transactions=200)
                 safety_path = os.path.join(work, "safety-%s-%d.dump" % (fmt, round_))
                 safety.append(timed(lambda: _pg_ops.dump(conn, safety_path, {"format": "custom"}))[0])

@@ -351,13 +351,16 @@ def newer_rows(cur, tables, snap):
     return None
 
 
-def describe_state(cur, tables):
-    """The state record compared later by `changes_since`: identity, schema fingerprint, snapshot, row counts."""
+def describe_state(cur, tables, counts=None):
+    """The state record compared later by `changes_since`: identity, schema fingerprint, snapshot, row counts
+    (`counts`, when already taken in the same snapshot)."""
     info = server_info(cur)
     state = {key: info[key] for key in ("system_identifier", "datname", "oid")}
     state.update(schema_state(cur))
     state["snapshot"] = snapshot(cur)
-    state["counts"] = count_rows(cur, tables)
+    counts = dict(counts or {})
+    counts.update(count_rows(cur, [table for table in tables if table not in counts]))
+    state["counts"] = {table: counts[table] for table in tables}
     return state
 
 
