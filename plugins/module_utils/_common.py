@@ -22,6 +22,24 @@ STORE_ARGUMENT_SPEC = dict(
 )
 
 
+SECRET_OPTION_NAMES = ("login_password", "password")
+
+
+def hide_secrets(module, value):
+    """Mark every value under a password-named key of a free-form option (such as `components`) no_log."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                if key in SECRET_OPTION_NAMES and isinstance(sub, (str, int)) and str(sub):
+                    module.no_log_values.add(str(sub))
+                else:
+                    stack.append(sub)
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 class RollbackError(Exception):
     """A failure worth reporting: a message that says what and what to do, plus details for the result."""
 

@@ -15,7 +15,8 @@ description:
     symlink), kept in a store on the host (O(store_path)).
   - O(state=present) captures a new point, or with O(point) changes an existing point's status (for example to C(bad)).
   - O(state=restored) rolls the host back to a point in one call. It takes the store lock, plans the changes, captures
-    a safety point of what is there now, applies the components in a fixed order (config, then release) and verifies
+    a safety point of what is there now, applies the components in a fixed order (migrations, database, config,
+    release) and verifies
     them. If any step fails, it re-applies the safety point and fails with exactly what was and was not restored.
   - O(state=absent) prunes the store to the newest O(keep) points, or removes the one point O(point). The known good
     point and the newest safety point are never removed.
@@ -52,7 +53,21 @@ options:
         C(nginx -t -c %s))."
       - "C(release) is V({path, validate}); C(path) is the C(current) symlink over release directories; C(validate) is
         run with C(%s) set to the release directory before the flip."
-      - With O(state=restored), an optional list of component names to restore (default all the point has).
+      - "C(database) is a PostgreSQL database dumped into the point's C(dumps/<id>/): V({db, login_host, port,
+        login_user, login_password, login_unix_socket, maintenance_db, bin_dir, format, jobs, compress, schemas,
+        exclude_schemas, tables, exclude_tables, mode, block_writes}) with the meaning they have in
+        M(fleetops.rollback.pg_dump) and M(fleetops.rollback.pg_restore) (C(format) defaults to C(custom), C(mode)
+        to C(clean)). C(login_password) is used and never stored in the point; at restore give it again (see below),
+        or use E(PGPASSWORD), C(~/.pgpass) or a unix socket with peer authentication. A capture whose database has
+        not changed since the newest point's dump links that dump instead of dumping again."
+      - "C(migrations) is a migration tool's schema revision: V({current, downgrade, upgrade, chdir, timeout,
+        revision_regex, base}). C(current) prints the revision (for example C(alembic current)); C(downgrade) goes
+        back to it with C(%s) set to the revision (C(alembic downgrade %s)); the optional C(upgrade) is tried when the
+        downgrade fails (a safety revert may have to go forward). Commands are strings split like a shell would, or
+        argv lists; never run through a shell. With no revision, C(base) (default C(base)) is the target."
+      - "With O(state=restored), an optional list of component names to restore (default all the point has), or a
+        dict of names to options for this run only, for example V({database: {login_password: ...}}) (values of
+        C(login_password) are hidden from the output like any no_log value)."
     type: raw
   select:
     description:
@@ -180,7 +195,7 @@ component_state:
   type: dict
 """
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError, hide_secrets
 from ansible_collections.fleetops.rollback.plugins.module_utils import _points
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store
 
@@ -199,6 +214,7 @@ class RestorePointModule(ModuleBase):
     )
 
     def run(self):
+        hide_secrets(self.module, self.params["components"])
         store = Store(self.params["store_path"])
         state = self.params["state"]
         if (state == "restored" or self.params["point"]) and state != "absent" and not store.exists():
@@ -251,6 +267,13 @@ class RestorePointModule(ModuleBase):
         if value is None:
             return None
         if isinstance(value, dict):
+            # {name: {options for this run}}: a component's run-time options, such as a database password.
+            for name, extra in value.items():
+                if extra and name in _points.COMPONENTS:
+                    if not isinstance(extra, dict) or not hasattr(_points.COMPONENTS[name], "runtime"):
+                        raise RollbackError("components.%s: with state=restored the %s component takes no options, "
+                                            "got %r" % (name, name, extra))
+                    _points.COMPONENTS[name].runtime(extra)
             value = list(value)
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]

@@ -1,0 +1,61 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleetops.rollback contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # The connection options of pg_dump / pg_restore (names as in community.postgresql).
+    DOCUMENTATION = r"""
+options:
+  db:
+    description: The database to dump or restore into.
+    type: str
+    required: true
+    aliases: [login_db]
+  login_host:
+    description:
+      - Host of the server. Empty means the default unix socket. O(login_unix_socket) wins over it.
+    type: str
+    default: ''
+  port:
+    description: Port of the server.
+    type: int
+    default: 5432
+    aliases: [login_port]
+  login_user:
+    description: The role to connect as.
+    type: str
+    default: postgres
+  login_password:
+    description:
+      - The password of O(login_user). It reaches psycopg2 directly and pg_dump/pg_restore through a temporary
+        0600 passfile (E(PGPASSFILE)), never their command line, and never appears in results or errors.
+      - Without it, the usual libpq sources apply (E(PGPASSWORD), E(PGPASSFILE), C(~/.pgpass)).
+    type: str
+    default: ''
+  login_unix_socket:
+    description: Directory of the server's unix socket (for peer or password login over the socket).
+    type: str
+    default: ''
+  maintenance_db:
+    description:
+      - The database to connect to for C(CREATE DATABASE), C(DROP DATABASE) and renames (scratch databases for
+        verification, C(mode=recreate) of pg_restore and reverts).
+    type: str
+    default: postgres
+  connect_timeout:
+    description: Seconds to wait for a connection.
+    type: int
+    default: 10
+  bin_dir:
+    description:
+      - Directory holding C(pg_dump) and C(pg_restore).
+      - By default the first of E(PATH) and C(/usr/lib/postgresql/*/bin) whose major version matches the server's
+        (or the closest newer one, as pg_dump reads older servers).
+    type: path
+requirements:
+  - psycopg2 (C(psycopg2-binary) from PyPI) for the Python that runs the module on the host
+  - the PostgreSQL client binaries C(pg_dump) and C(pg_restore)
+"""

@@ -1,0 +1,139 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleetops.rollback contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The `migrations` component: the schema revision of a migration tool (alembic, django, flyway...).
+
+Capture runs the configured `current` command and records the revision it prints. Restore runs the
+configured `downgrade` command with %s set to that revision (and, if it fails and an `upgrade` command is
+configured, that one: a safety revert may have to go forward again), then checks the revision.
+Commands are argv lists (a string is split like a shell would, but never run through one).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
+
+DEFAULT_REGEX = r"^(?P<revision>[0-9A-Za-z_][0-9A-Za-z_.\-]*)(?:\s+\(.*\))?\s*$"
+DEFAULT_TIMEOUT = 600
+
+
+def _argv(value, where, placeholder=False):
+    if isinstance(value, str):
+        value = shlex.split(value)
+    if not isinstance(value, list) or not value or not all(isinstance(v, (str, int, float)) for v in value):
+        raise RollbackError("%s: give a command as a string or an argv list, got %r" % (where, value))
+    value = [str(v) for v in value]
+    if placeholder and not any("%s" in v for v in value):
+        raise RollbackError("%s: %r must contain %%s where the revision goes, for example 'alembic downgrade %%s'"
+                            % (where, " ".join(value)))
+    return value
+
+
+def _run(argv, record):
+    try:
+        proc = subprocess.run(argv, cwd=record.get("chdir") or None, stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=record.get("timeout") or DEFAULT_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise RollbackError("migrations: could not run %s: %s" % (" ".join(argv[:4]), err))
+    return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+
+
+def _tail(text):
+    return redact_text(text.strip()[-800:])
+
+
+class MigrationsComponent:
+    name = "migrations"
+
+    def normalize(self, spec, where="components.migrations"):
+        if not isinstance(spec, dict):
+            raise RollbackError("%s: expected {current, downgrade, upgrade, chdir}, got %r" % (where, spec))
+        allowed = {"current", "downgrade", "upgrade", "chdir", "timeout", "revision_regex", "base"}
+        unknown = sorted(set(spec) - allowed)
+        if unknown:
+            raise RollbackError("%s: unknown option %s; known options: %s" % (where, ", ".join(unknown),
+                                                                              ", ".join(sorted(allowed))))
+        for key in ("current", "downgrade"):
+            if spec.get(key) is None:
+                raise RollbackError("%s.%s is required (for alembic: current: 'alembic current', downgrade: "
+                                    "'alembic downgrade %%s')" % (where, key))
+        out = {"current": _argv(spec["current"], where + ".current"),
+               "downgrade": _argv(spec["downgrade"], where + ".downgrade", placeholder=True),
+               "upgrade": _argv(spec["upgrade"], where + ".upgrade", placeholder=True) if spec.get("upgrade") else None,
+               "chdir": spec.get("chdir"), "timeout": spec.get("timeout") or DEFAULT_TIMEOUT,
+               "revision_regex": spec.get("revision_regex") or DEFAULT_REGEX, "base": spec.get("base") or "base"}
+        if out["chdir"] is not None and (not isinstance(out["chdir"], str) or not os.path.isabs(out["chdir"])):
+            raise RollbackError("%s.chdir: %r is not an absolute path" % (where, out["chdir"]))
+        try:
+            out["timeout"] = int(out["timeout"])
+            pattern = re.compile(out["revision_regex"], re.MULTILINE)
+        except (TypeError, ValueError, re.error) as err:
+            raise RollbackError("%s: bad timeout or revision_regex (%s)" % (where, err))
+        if "revision" not in pattern.groupindex:
+            raise RollbackError("%s.revision_regex: %r needs a (?P<revision>...) group" % (where, out["revision_regex"]))
+        return out
+
+    def check_capturable(self, spec):
+        if spec.get("chdir") and not os.path.isdir(spec["chdir"]):
+            raise RollbackError("components.migrations.chdir: %s is not a directory" % spec["chdir"])
+        self.current(spec)
+
+    def scope(self, record):
+        return {key: record[key] for key in record if key not in ("revision", "exact")}
+
+    def current(self, record):
+        """The revision the current command reports (None: no revision, the base)."""
+        rc, out, err = _run(record["current"], record)
+        if rc != 0:
+            raise RollbackError("migrations: %s exited %s: %s" % (" ".join(record["current"]), rc, _tail(err or out)))
+        found = [m.group("revision") for m in re.finditer(record["revision_regex"], out, re.MULTILINE)]
+        found = sorted(set(found))
+        if len(found) > 1:
+            raise RollbackError("migrations: %s reports several revisions (%s); a point holds one revision, merge the "
+                                "heads first" % (" ".join(record["current"]), ", ".join(found)))
+        return found[0] if found else None
+
+    def capture(self, store, spec, point_id=None):
+        return dict(spec, revision=self.current(spec))
+
+    def _command(self, record, key):
+        target = record["revision"] or record["base"]
+        return [part.replace("%s", target) for part in record[key]] if record.get(key) else None
+
+    def plan(self, store, record, point_id=""):
+        now = self.current(record)
+        if now == record["revision"]:
+            return []
+        change = {"action": "downgrade", "path": record.get("chdir") or "", "from": {"revision": now},
+                  "to": {"revision": record["revision"]}, "command": self._command(record, "downgrade")}
+        if record.get("upgrade"):
+            change["if_downgrade_fails"] = self._command(record, "upgrade")
+        return [change]
+
+    def apply(self, store, record, changes):
+        if not changes:
+            return
+        rc, out, err = _run(self._command(record, "downgrade"), record)
+        problem = None if rc == 0 else "%s exited %s: %s" % (" ".join(self._command(record, "downgrade")), rc,
+                                                             _tail(err or out))
+        if problem and record.get("upgrade"):
+            rc, out, err = _run(self._command(record, "upgrade"), record)
+            problem = None if rc == 0 else "%s; then %s exited %s: %s" % (
+                problem, " ".join(self._command(record, "upgrade")), rc, _tail(err or out))
+        if problem:
+            raise RollbackError("migrations: %s" % problem)
+        now = self.current(record)
+        if now != record["revision"]:
+            raise RollbackError("migrations: after the migration command the revision is %s, not %s"
+                                % (now, record["revision"]))
+
+    def diff(self, store, record, changes):
+        return [{"before_header": "migrations %s" % (c["path"] or ""), "after_header": "migrations %s" % (c["path"] or ""),
+                 "before": "revision: %s\n" % (c["from"]["revision"] or "base"),
+                 "after": "revision: %s\n" % (c["to"]["revision"] or "base")} for c in changes]

@@ -1,0 +1,405 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleetops.rollback contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PostgreSQL access for the pg_dump / pg_restore modules and the database component.
+
+- Connections through psycopg2, with community.postgresql's parameter names.
+- The pg_dump / pg_restore binaries found for the server's major version and run with argv lists.
+  The password reaches them through a temporary 0600 passfile (PGPASSFILE), never argv; it is removed
+  from every message this code produces.
+- The queries that describe a database's state: per-table row counts, a fingerprint of the schema and
+  the sequences, and whether any row is newer than a given snapshot (see `changes_since`).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+
+try:
+    import psycopg2
+    from psycopg2 import sql as pgsql
+    HAS_PSYCOPG2 = True
+except ImportError:  # reported when a connection is needed
+    psycopg2 = None
+    pgsql = None
+    HAS_PSYCOPG2 = False
+
+APP_NAME = "fleetops-rollback"
+# Our own sessions must write even when block_writes made the database read-only by default.
+WRITE_OPTIONS = "-c default_transaction_read_only=off"
+USER_SCHEMAS = "n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'"
+REDACTED = "********"
+
+# The connection parameters, named as in community.postgresql (shared by both modules and the component).
+CONNECTION_SPEC = dict(
+    db=dict(type="str", required=True, aliases=["login_db"]),
+    login_host=dict(type="str", default=""),
+    port=dict(type="int", default=5432, aliases=["login_port"]),
+    login_user=dict(type="str", default="postgres"),
+    login_password=dict(type="str", default="", no_log=True),
+    login_unix_socket=dict(type="str", default=""),
+    maintenance_db=dict(type="str", default="postgres"),
+    connect_timeout=dict(type="int", default=10),
+    bin_dir=dict(type="path"),
+)
+CONNECTION_KEYS = tuple(CONNECTION_SPEC)
+
+
+def quote_conninfo(value):
+    return "'%s'" % str(value).replace("\\", "\\\\").replace("'", "\\'")
+
+
+def passfile_escape(value):
+    return str(value).replace("\\", "\\\\").replace(":", "\\:")
+
+
+def ident(*parts):
+    return pgsql.Identifier(*parts)
+
+
+class Conn:
+    """Where and as whom to connect. The password lives only in this object and the temporary passfile."""
+
+    def __init__(self, params):
+        self.db = params["db"]
+        self.host = params.get("login_host") or ""
+        self.port = int(params.get("port") or 5432)
+        self.user = params.get("login_user") or "postgres"
+        self.password = params.get("login_password") or ""
+        self.unix_socket = params.get("login_unix_socket") or ""
+        self.maintenance_db = params.get("maintenance_db") or "postgres"
+        self.connect_timeout = int(params.get("connect_timeout") or 10)
+        self.bin_dir = params.get("bin_dir") or None
+        self._tools = None
+
+    # ------------------------------------------------------------------ descriptions
+    @property
+    def libpq_host(self):
+        """community.postgresql semantics: the unix socket directory wins over login_host."""
+        return self.unix_socket or self.host or None
+
+    def where(self, db=None):
+        host = self.libpq_host or "the default unix socket"
+        return "%s@%s:%s/%s" % (self.user, host, self.port, db or self.db)
+
+    def redact(self, text):
+        text = "" if text is None else str(text)
+        if self.password:
+            text = text.replace(self.password, REDACTED)
+        return text
+
+    # ------------------------------------------------------------------ psycopg2
+    def connect(self, db=None, autocommit=True):
+        if not HAS_PSYCOPG2:
+            raise RollbackError("psycopg2 is not installed on the host; install psycopg2-binary (or psycopg2) for the "
+                                "interpreter Ansible uses there")
+        kwargs = dict(dbname=db or self.db, user=self.user, port=self.port, connect_timeout=self.connect_timeout,
+                      application_name=APP_NAME, options=WRITE_OPTIONS)
+        if self.libpq_host:
+            kwargs["host"] = self.libpq_host
+        if self.password:
+            kwargs["password"] = self.password
+        try:
+            conn = psycopg2.connect(**kwargs)
+        except psycopg2.Error as err:
+            raise RollbackError("cannot connect to PostgreSQL as %s: %s; check login_host, port, login_user and "
+                                "login_password (or login_unix_socket)"
+                                % (self.where(db), self.redact(str(err).strip())), database=db or self.db)
+        conn.autocommit = autocommit
+        return conn
+
+    def admin(self):
+        """A session on the maintenance database, for CREATE / DROP / RENAME DATABASE."""
+        return self.connect(self.maintenance_db)
+
+    # ------------------------------------------------------------------ binaries
+    def tools(self, server_major):
+        if self._tools is None:
+            self._tools = find_tools(self.bin_dir, server_major)
+        return self._tools
+
+    def tool_argv(self, tool, server_major, dbname=None):
+        argv = [self.tools(server_major)[tool], "-w"]
+        if self.libpq_host:
+            argv += ["-h", self.libpq_host]
+        argv += ["-p", str(self.port), "-U", self.user]
+        if dbname is not None:
+            argv += ["-d", "dbname=%s" % quote_conninfo(dbname)]
+        return argv
+
+    def run_tool(self, argv, timeout=None, capture_stdout=False):
+        """Run a client tool with the password in a temporary 0600 passfile. Returns (rc, stdout, stderr)."""
+        env = dict(os.environ)
+        env.update(PGAPPNAME=APP_NAME, PGOPTIONS=WRITE_OPTIONS, PGCONNECT_TIMEOUT=str(self.connect_timeout),
+                   LC_MESSAGES="C")
+        workdir = tempfile.mkdtemp(prefix="fleetops-pg-")
+        try:
+            os.chmod(workdir, 0o700)
+            if self.password:
+                passfile = os.path.join(workdir, "pgpass")
+                fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as stream:
+                    stream.write("*:*:*:*:%s\n" % passfile_escape(self.password))
+                env["PGPASSFILE"] = passfile
+                env.pop("PGPASSWORD", None)
+            err_path = os.path.join(workdir, "stderr")
+            with open(err_path, "w+b") as err_stream:
+                try:
+                    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stderr=err_stream, env=env, timeout=timeout,
+                                          stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL, check=False)
+                except subprocess.TimeoutExpired:
+                    raise RollbackError("%s did not finish within %s seconds" % (os.path.basename(argv[0]), timeout))
+                except OSError as err:
+                    raise RollbackError("cannot run %s: %s" % (argv[0], err))
+                err_stream.seek(0)
+                stderr = err_stream.read().decode("utf-8", "replace")
+            stdout = proc.stdout.decode("utf-8", "replace") if capture_stdout else ""
+            return proc.returncode, stdout, self.redact(stderr)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- binaries
+_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+
+
+def tool_major(path):
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, timeout=30, check=False).stdout.decode()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = _VERSION.search(out)
+    return int(match.group(1)) if match else None
+
+
+def candidate_dirs(bin_dir=None):
+    if bin_dir:
+        return [bin_dir]
+    dirs = []
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        if entry and os.path.isfile(os.path.join(entry, "pg_dump")) and entry not in dirs:
+            dirs.append(entry)
+
+    def major_of(path):
+        name = os.path.basename(os.path.dirname(path))
+        return int(name) if name.isdigit() else 0
+    for entry in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=major_of, reverse=True):
+        if entry not in dirs:
+            dirs.append(entry)
+    return dirs
+
+
+def find_tools(bin_dir, server_major):
+    """pg_dump and pg_restore of the server's major version (or the closest newer one: they read older servers).
+
+    With bin_dir only that directory is used; otherwise PATH, then /usr/lib/postgresql/*/bin."""
+    seen = []
+    best = None
+    for directory in candidate_dirs(bin_dir):
+        paths = {name: os.path.join(directory, name) for name in ("pg_dump", "pg_restore")}
+        if not all(os.path.isfile(p) and os.access(p, os.X_OK) for p in paths.values()):
+            seen.append("%s (no pg_dump/pg_restore)" % directory)
+            continue
+        major = tool_major(paths["pg_dump"])
+        seen.append("%s (%s)" % (directory, major))
+        if major is None or server_major is None:
+            continue
+        if major == server_major:
+            return dict(paths, major=major, dir=directory)
+        if major > server_major and (best is None or major < best["major"]):
+            best = dict(paths, major=major, dir=directory)
+    if best:
+        return best
+    where = "bin_dir %s" % bin_dir if bin_dir else "PATH and /usr/lib/postgresql/*/bin"
+    raise RollbackError("no pg_dump/pg_restore of PostgreSQL %s or newer found in %s (found: %s); install the "
+                        "PostgreSQL %s client or set bin_dir" % (server_major, where, ", ".join(seen) or "none",
+                                                                 server_major))
+
+
+# ---------------------------------------------------------------------- state queries
+def server_info(cur):
+    cur.execute("SELECT current_setting('server_version'), current_setting('server_version_num')::int, "
+                "current_database(), (SELECT oid FROM pg_database WHERE datname = current_database())")
+    version, num, datname, oid = cur.fetchone()
+    sysid = None
+    savepoint = not cur.connection.autocommit
+    if savepoint:
+        cur.execute("SAVEPOINT fleetops_sysid")
+    try:
+        cur.execute("SELECT system_identifier::text FROM pg_control_system()")
+        sysid = cur.fetchone()[0]
+    except psycopg2.Error:  # not allowed for this role: the identity check then says "not the same server"
+        if savepoint:
+            cur.execute("ROLLBACK TO SAVEPOINT fleetops_sysid")
+    else:
+        if savepoint:
+            cur.execute("RELEASE SAVEPOINT fleetops_sysid")
+    return {"server_version": version, "server_version_num": num, "major": num // 10000,
+            "datname": datname, "oid": int(oid), "system_identifier": sysid}
+
+
+SCHEMA_FINGERPRINT = """
+SELECT md5(coalesce(string_agg(x, E'\\n' ORDER BY x), '')) FROM (
+  SELECT format('ns %s %s %s', n.nspname, n.nspowner::regrole, n.nspacl) AS x
+    FROM pg_namespace n WHERE {user}
+  UNION ALL
+  SELECT format('rel %s.%s %s %s %s %s', n.nspname, c.relname, c.relkind, c.relowner::regrole, c.relacl,
+                c.relpersistence)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user}
+  UNION ALL
+  SELECT format('att %s.%s %s %s %s %s', n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+                a.attnotnull, pg_get_expr(d.adbin, d.adrelid))
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE a.attnum > 0 AND NOT a.attisdropped AND {user}
+  UNION ALL
+  SELECT format('con %s %s %s %s', n.nspname, co.conrelid::regclass, co.conname, pg_get_constraintdef(co.oid))
+    FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace WHERE {user}
+  UNION ALL
+  SELECT format('idx %s', pg_get_indexdef(i.indexrelid))
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user}
+  UNION ALL
+  SELECT format('trg %s %s', pg_get_triggerdef(t.oid), t.tgenabled)
+    FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE NOT t.tgisinternal AND {user}
+  UNION ALL
+  SELECT format('fn %s.%s(%s) %s %s %s', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid),
+                md5(coalesce(p.prosrc, '')), p.proowner::regrole, p.proacl)
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {user}
+  UNION ALL
+  SELECT format('view %s.%s %s', n.nspname, c.relname, md5(pg_get_viewdef(c.oid)))
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v', 'm') AND {user}
+  UNION ALL
+  SELECT format('type %s.%s %s %s', n.nspname, t.typname, t.typtype,
+                (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid))
+    FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype IN ('e', 'd', 'c', 'r') AND {user}
+  UNION ALL
+  SELECT format('ext %s %s', extname, extversion) FROM pg_extension
+  UNION ALL
+  SELECT format('evt %s %s %s %s', evtname, evtevent, evtenabled, evttags) FROM pg_event_trigger
+  UNION ALL
+  SELECT format('pol %s %s %s', polrelid::regclass, polname, pg_get_expr(polqual, polrelid)) FROM pg_policy
+) s
+""".format(user=USER_SCHEMAS)
+
+SEQUENCES = """
+SELECT coalesce(string_agg(format('%s.%s %s', schemaname, sequencename, last_value), ',' ORDER BY schemaname, sequencename), '')
+  FROM pg_sequences WHERE schemaname NOT LIKE 'pg\\_%' AND schemaname <> 'information_schema'
+"""
+
+
+def schema_state(cur):
+    """A fingerprint of everything but the table rows: schema objects, owners, privileges, sequence positions."""
+    cur.execute(SCHEMA_FINGERPRINT)
+    schema = cur.fetchone()[0]
+    cur.execute(SEQUENCES)
+    return {"schema": schema, "sequences": cur.fetchone()[0]}
+
+
+def snapshot(cur):
+    """The current snapshot as {xmax, xip}: 32-bit xids. Rows written by xmax or later, or by a transaction in
+    xip, were not visible to it."""
+    cur.execute("SELECT pg_snapshot_xmax(s)::text::numeric % 4294967296, "
+                "ARRAY(SELECT x::text::numeric % 4294967296 FROM pg_snapshot_xip(s) AS x ORDER BY 1) "
+                "FROM pg_current_snapshot() AS s")
+    xmax, xip = cur.fetchone()
+    return {"xmax": int(xmax), "xip": [int(x) for x in xip]}
+
+
+def relations(cur):
+    """Every user relation: {"schema.name": kind} (tables, partitioned tables, views, matviews, sequences...)."""
+    cur.execute("SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND " + USER_SCHEMAS +
+                " ORDER BY 1, 2")
+    kinds = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view", "S": "sequence",
+             "f": "foreign table"}
+    return {"%s.%s" % (schema, name): kinds[kind] for schema, name, kind in cur.fetchall()}
+
+
+def split_name(qualified):
+    schema, _, name = qualified.partition(".")
+    return schema, name
+
+
+def count_rows(cur, tables):
+    """Exact row counts of the given "schema.table" names, as COPY sees them (ONLY: children are separate)."""
+    counts = {}
+    for table in tables:
+        cur.execute(pgsql.SQL("SELECT count(*) FROM ONLY {}").format(ident(*split_name(table))))
+        counts[table] = int(cur.fetchone()[0])
+    return counts
+
+
+def newer_rows(cur, tables, snap):
+    """The first table holding a row written after snapshot `snap` (xmin at or after its xmax, or in its xip).
+
+    Every INSERT or UPDATE writes a row version whose xmin is the writing transaction, so a committed write
+    after the snapshot leaves such a row; deletes show in the row counts; frozen rows read as old."""
+    for table in tables:
+        cur.execute(pgsql.SQL("SELECT EXISTS (SELECT 1 FROM ONLY {} WHERE age(xmin) <= age(%s::text::xid) "
+                              "OR xmin = ANY(%s::text[]::xid[]))").format(ident(*split_name(table))),
+                    (str(snap["xmax"]), [str(x) for x in snap["xip"]]))
+        if cur.fetchone()[0]:
+            return table
+    return None
+
+
+def describe_state(cur, tables, counts=None):
+    """The state record compared later by `changes_since`: identity, schema fingerprint, snapshot, row counts
+    (`counts`, when already taken in the same snapshot)."""
+    info = server_info(cur)
+    state = {key: info[key] for key in ("system_identifier", "datname", "oid")}
+    state.update(schema_state(cur))
+    state["snapshot"] = snapshot(cur)
+    counts = dict(counts or {})
+    counts.update(count_rows(cur, [table for table in tables if table not in counts]))
+    state["counts"] = {table: counts[table] for table in tables}
+    return state
+
+
+def changes_since(cur, reference, tables):
+    """None when the database still holds exactly the state `reference` describes; else why not (a sentence).
+
+    The check is cheap where it matters: identity and the schema fingerprint first, then one early-exit scan
+    per table for a row newer than the reference snapshot, and row counts last."""
+    if not reference:
+        return "no record of the database state"
+    info = server_info(cur)
+    if info["system_identifier"] is None or reference.get("system_identifier") != info["system_identifier"]:
+        return "not the same server as the recorded state"
+    if (reference.get("datname"), reference.get("oid")) != (info["datname"], info["oid"]):
+        return "the database was created anew since"
+    now = schema_state(cur)
+    if now["schema"] != reference.get("schema"):
+        return "the schema (tables, columns, indexes, functions, owners or privileges) changed"
+    if now["sequences"] != reference.get("sequences"):
+        return "a sequence moved"
+    existing = relations(cur)
+    missing = [t for t in tables if t not in existing]
+    if missing:
+        return "table %s is missing" % missing[0]
+    table = newer_rows(cur, tables, reference["snapshot"])
+    if table:
+        return "rows of %s were written since" % table
+    counts = count_rows(cur, tables)
+    for table in tables:
+        if counts.get(table) != reference.get("counts", {}).get(table):
+            return "%s holds %s rows, not %s" % (table, counts.get(table), reference.get("counts", {}).get(table))
+    return None
+
+
+# Other client sessions on a database (backend_type reads NULL for other roles' sessions; autovacuum has no user).
+SESSIONS_OF = ("datname = %s AND pid <> pg_backend_pid() AND usesysid IS NOT NULL "
+               "AND coalesce(backend_type, 'client backend') = 'client backend'")
+
+
+def other_sessions(cur, db):
+    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE " + SESSIONS_OF, (db,))
+    return int(cur.fetchone()[0])
