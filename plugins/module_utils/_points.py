@@ -12,11 +12,12 @@ import time
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
 from ansible_collections.fleetops.rollback.plugins.module_utils._config_component import ConfigComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import canonical_json, sha256_bytes
+from ansible_collections.fleetops.rollback.plugins.module_utils._images_component import ImagesComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._release_component import ReleaseComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import MANIFEST_FORMAT, actor, utc_now
 
 # Restores apply components in this order; a safety revert runs it backwards.
-COMPONENTS = {component.name: component for component in (ConfigComponent(), ReleaseComponent())}
+COMPONENTS = {component.name: component for component in (ConfigComponent(), ReleaseComponent(), ImagesComponent())}
 ORDER = list(COMPONENTS)
 CAPTURE_STATUSES = ("candidate", "known_good")
 RESTART_TIMEOUT = 300
