@@ -18,3 +18,24 @@ def playbook():
 def one_host(tmp_path):
     """An inventory with one local host named `target`."""
     return local_inventory(tmp_path / "inventory.ini", {"target": {}})
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A real Docker engine: docker.io installed and dockerd started when missing (see docker_env.py)."""
+    import docker_env  # pylint: disable=import-outside-toplevel
+    client = docker_env.ensure_engine()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def app_images(docker_client):
+    """The test application built locally (no registry) under a repository unique to this test file and process.
+
+    Returns {"repo": ..., "v1": id, "v2": id, "broken": id}; everything named after the repository goes at the end."""
+    import docker_env  # pylint: disable=import-outside-toplevel
+    repo = "fleetops-test-%d/app" % os.getpid()
+    ids = docker_env.build_app_images(docker_client, repo)
+    yield dict(ids, repo=repo)
+    docker_env.cleanup(docker_client, "fleetops-test-%d" % os.getpid(), [repo])
