@@ -39,3 +39,12 @@ def app_images(docker_client):
     ids = docker_env.build_app_images(docker_client, repo)
     yield dict(ids, repo=repo)
     docker_env.cleanup(docker_client, "fleetops-test-%d" % os.getpid(), [repo])
+
+
+@pytest.fixture
+def scene(docker_client, app_images, tmp_path):
+    """One test's own image repository, containers, network and volumes on the engine; all removed afterwards."""
+    import docker_env  # pylint: disable=import-outside-toplevel
+    one = docker_env.Scene(docker_client, app_images, tmp_path)
+    yield one
+    docker_env.cleanup(docker_client, one.prefix, one.repos)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import shutil
@@ -192,20 +193,83 @@ def health_of(client, name):
 
 def cleanup(client, prefix, repos=()):
     """Remove every container whose name starts with prefix, every network and volume named so, and the repos."""
+    volumes = set()
     for row in client.api.containers(all=True):
         if any(n.lstrip("/").startswith(prefix) for n in row.get("Names") or []):
+            # A recreated container mounts its predecessor's anonymous volume by name, so `rm -v` keeps it.
+            volumes |= {m["Name"] for m in row.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")}
             client.api.remove_container(row["Id"], v=True, force=True)
     for net in client.networks.list():
         if net.name.startswith(prefix):
             net.remove()
     for vol in client.volumes.list():
-        if vol.name.startswith(prefix):
-            vol.remove(force=True)
+        if vol.name.startswith(prefix) or vol.name in volumes:
+            with contextlib.suppress(docker.errors.APIError):
+                vol.remove(force=True)
     for image in client.images.list():
         for tag_ in image.tags:
             if any(tag_.startswith(r + ":") for r in repos):
                 with contextlib.suppress(docker.errors.APIError):
                     client.api.remove_image(tag_, noprune=False)
+
+
+COUNTER = itertools.count()
+
+
+class Scene:
+    """One test's own repository (tags of the shared images), network, volume and containers."""
+
+    def __init__(self, client, images, tmp_path):
+        self.client = client
+        self.api = client.api
+        self.images = images
+        self.prefix = "fleetops-test-%d-%d" % (os.getpid(), next(COUNTER))
+        self.repo = self.prefix + "/app"
+        self.repos = [self.repo]
+        self.tmp_path = tmp_path
+        for variant in ("v1", "v2", "broken"):
+            self.tag(variant, variant)
+
+    def ref(self, tag):
+        return "%s:%s" % (self.repo, tag)
+
+    def tag(self, variant, tag):
+        self.api.tag(self.images[variant], self.repo, tag, force=True)
+
+    def name(self, short):
+        return "%s-%s" % (self.prefix, short)
+
+    def run(self, short, image_tag="latest", port=None, **kwargs):
+        options = dict(detach=True, name=self.name(short), init=True)
+        if port:
+            options["ports"] = {"8080/tcp": ("127.0.0.1", port)}
+        options.update(kwargs)
+        return self.client.containers.run(self.ref(image_tag), **options)
+
+    def tags(self):
+        """{tag: image id} of this scene's repository."""
+        out = {}
+        for image in self.client.images.list(name=self.repo):
+            for ref in image.tags:
+                if ref.startswith(self.repo + ":"):
+                    out[ref.split(":", 1)[1]] = image.id
+        return out
+
+    def containers(self):
+        """{name: (id, image id, status)} of this scene's containers."""
+        out = {}
+        for row in self.api.containers(all=True):
+            name = row["Names"][0].lstrip("/")
+            if name.startswith(self.prefix):
+                out[name] = (row["Id"], row["ImageID"], row["State"])
+        return out
+
+    def state(self):
+        return {"tags": self.tags(), "containers": self.containers()}
+
+    def wait_health(self, short, wanted, timeout=60):
+        return wait_until(lambda: health_of(self.client, self.name(short))[0] == wanted,
+                                     timeout=timeout, what="%s %s" % (short, wanted))
 
 
 class Registry:

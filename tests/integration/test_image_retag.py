@@ -3,78 +3,11 @@
 The application image is built locally (busybox httpd on scratch): v1 is healthy, v2 serves but fails its
 HEALTHCHECK, `broken` exits at once. Containers publish on 127.0.0.1 only.
 """
-import itertools
 import json
-import os
 
 import pytest
 
 import docker_env
-
-COUNTER = itertools.count()
-
-
-class Scene:
-    """One test's own repository (tags of the shared images), network, volume and containers."""
-
-    def __init__(self, client, images, tmp_path):
-        self.client = client
-        self.api = client.api
-        self.images = images
-        self.prefix = "fleetops-test-%d-%d" % (os.getpid(), next(COUNTER))
-        self.repo = self.prefix + "/app"
-        self.repos = [self.repo]
-        self.tmp_path = tmp_path
-        for variant in ("v1", "v2", "broken"):
-            self.tag(variant, variant)
-
-    def ref(self, tag):
-        return "%s:%s" % (self.repo, tag)
-
-    def tag(self, variant, tag):
-        self.api.tag(self.images[variant], self.repo, tag, force=True)
-
-    def name(self, short):
-        return "%s-%s" % (self.prefix, short)
-
-    def run(self, short, image_tag="latest", port=None, **kwargs):
-        options = dict(detach=True, name=self.name(short), init=True)
-        if port:
-            options["ports"] = {"8080/tcp": ("127.0.0.1", port)}
-        options.update(kwargs)
-        return self.client.containers.run(self.ref(image_tag), **options)
-
-    def tags(self):
-        """{tag: image id} of this scene's repository."""
-        out = {}
-        for image in self.client.images.list(name=self.repo):
-            for ref in image.tags:
-                if ref.startswith(self.repo + ":"):
-                    out[ref.split(":", 1)[1]] = image.id
-        return out
-
-    def containers(self):
-        """{name: (id, image id, status)} of this scene's containers."""
-        out = {}
-        for row in self.api.containers(all=True):
-            name = row["Names"][0].lstrip("/")
-            if name.startswith(self.prefix):
-                out[name] = (row["Id"], row["ImageID"], row["State"])
-        return out
-
-    def state(self):
-        return {"tags": self.tags(), "containers": self.containers()}
-
-    def wait_health(self, short, wanted, timeout=60):
-        return docker_env.wait_until(lambda: docker_env.health_of(self.client, self.name(short))[0] == wanted,
-                                     timeout=timeout, what="%s %s" % (short, wanted))
-
-
-@pytest.fixture
-def scene(docker_client, app_images, tmp_path):
-    s = Scene(docker_client, app_images, tmp_path)
-    yield s
-    docker_env.cleanup(docker_client, s.prefix, s.repos)
 
 
 def retag_play(**params):
@@ -195,29 +128,37 @@ def test_named_containers_and_a_new_tag(scene, one_host, playbook):
     assert scene.tags()["stable"] == scene.tags()["latest"] == scene.images["v1"]
 
 
-@pytest.mark.parametrize("params, needle", [
+BAD_INPUT = [
     ({"name": "{repo}:no-such-tag"}, "the engine has no image"),
     ({"name": "sha256:" + "0" * 64}, "the engine has no image"),
     ({"containers": ["{prefix}-ghost"]}, "no container named"),
     ({"containers": ["{prefix}-pinned"]}, "which is not among the references this task moves"),
     ({"repository": ["Bad Name:latest"]}, "is not a valid repository name"),
     ({"repository": ["{repo}@sha256:" + "0" * 64]}, "a digest cannot be moved"),
-])
-def test_bad_input_fails_clearly_and_changes_nothing(scene, one_host, playbook, params, needle):
+    ({"docker_host": "unix:///nonexistent/docker.sock"}, "cannot reach a Docker engine"),
+]
+
+
+def test_bad_input_fails_clearly_and_changes_nothing(scene, one_host, playbook):
+    """Each bad input is one task of the same playbook, in check mode and for real."""
     scene.tag("v1", "previous")
     scene.tag("v2", "latest")
     scene.run("web")
     scene.run("pinned", image_tag="v2")
     before = scene.state()
-    args = {"name": scene.ref("previous"), "repository": [scene.ref("latest")], "containers": [scene.name("web")]}
-    for key, value in params.items():
-        fill = lambda v: v.format(repo=scene.repo, prefix=scene.prefix)  # noqa: E731
-        args[key] = [fill(v) for v in value] if isinstance(value, list) else fill(value)
+    tasks = []
+    for index, (params, _) in enumerate(BAD_INPUT):
+        args = {"name": scene.ref("previous"), "repository": [scene.ref("latest")], "containers": [scene.name("web")]}
+        for key, value in params.items():
+            fill = lambda v: v.format(repo=scene.repo, prefix=scene.prefix)  # noqa: E731
+            args[key] = [fill(v) for v in value] if isinstance(value, list) else fill(value)
+        tasks.append({"name": "Bad %d" % index, "fleetops.rollback.image_retag": args, "ignore_errors": True})
+    play = json.dumps([{"hosts": "all", "gather_facts": False, "tasks": tasks}]) + "\n"
     for check in (True, False):
-        run = playbook(retag_play(**args), one_host, check=check)
-        assert run.rc != 0
-        result = run.result("Retag", "target")
-        assert needle in result["msg"], result["msg"]
+        run = playbook(play, one_host, check=check)
+        for index, (_, needle) in enumerate(BAD_INPUT):
+            result = run.result("Bad %d" % index, "target")
+            assert run.status("Bad %d" % index, "target") == "failed" and needle in result["msg"], (index, result.get("msg"))
         assert scene.state() == before
 
 
