@@ -47,7 +47,7 @@ ROLLBACK_TAG_PREFIX = "rollback-"
 ASIDE_SUFFIX = ".fleetops-old"
 DEFAULT_NETWORKS = ("default", "bridge", "host", "none")
 # Poll intervals while waiting for containers: short at first (most containers answer within a second), capped.
-POLL_FIRST, POLL_MAX = 0.05, 0.5
+POLL_FIRST, POLL_MAX = 0.05, 0.25
 PARALLEL = 8
 
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -468,17 +468,15 @@ def _recreate(client, work, wait_timeout, stop_timeout):
         specs[rec.name] = create_config(attrs, image_attrs, image=_image_for(client, rec.item))
         rec.stop_timeout = stop_timeout if stop_timeout is not None else (attrs["Config"].get("StopTimeout") or 10)
 
-    def stop_and_aside(rec):
+    def replace(rec):
+        # One container at a time through stop, set aside, create and start: each one's downtime and health
+        # clock start as early as possible, and the containers go through in parallel.
         rec.began = time.monotonic()
         if rec.was_running:
             client.stop(rec.old_id, timeout=rec.stop_timeout)
             rec.stopped = True
         client.rename(rec.old_id, rec.name + ASIDE_SUFFIX)
         rec.renamed = True
-
-    _raise_first(_parallel(stop_and_aside, work), "stopping")
-
-    def create_and_start(rec):
         config, extra = specs[rec.name]
         created = client.create_container_from_config(config, name=rec.name)
         rec.new_id = created["Id"]
@@ -495,7 +493,7 @@ def _recreate(client, work, wait_timeout, stop_timeout):
         if rec.start:
             client.start(rec.new_id)
 
-    _raise_first(_parallel(create_and_start, work), "creating")
+    _raise_first(_parallel(replace, work), "recreating")
     started = [rec for rec in work if rec.start]
     outcome = wait_ready(client, [rec.new_id for rec in started], time.monotonic() + wait_timeout)
     for rec in work:

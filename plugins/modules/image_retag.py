@@ -168,6 +168,10 @@ containers:
   type: list
   elements: dict
   sample: [{container: backend, action: recreate, before: {id: "3c1d...", image: "sha256:77ab..."}, after: {id: "8e0f...", image: "sha256:9f2c..."}, seconds: 1.4}]
+seconds:
+  description: Time the whole retag (and recreation, and waiting) took on the host.
+  returned: changed and not check mode
+  type: float
 leftovers:
   description: Old containers that could not be removed after a successful recreate (named C(<name>.fleetops-old)).
   returned: success
@@ -182,6 +186,8 @@ containers_state:
   returned: failure
   type: dict
 """
+
+import time
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
 from ansible_collections.fleetops.rollback.plugins.module_utils import _docker, _registry
@@ -206,6 +212,13 @@ class ImageRetagModule(ModuleBase):
     )
 
     def run(self):
+        started = time.monotonic()
+        result = self.retag()
+        if result["changed"] and not self.check_mode:
+            result["seconds"] = round(time.monotonic() - started, 3)
+        return result
+
+    def retag(self):
         if not self.params["repository"]:
             raise RollbackError("repository: give at least one target reference, for example [app:latest]")
         if self.params["registry"]:
