@@ -230,9 +230,18 @@ def plan_containers(client, names, planned, where="containers"):
                                 % (where, name, ref, ", ".join(sorted(planned)) or "none"), container=name)
         if attrs["Image"] == planned[key]:
             continue
+        check_recreatable(attrs, where)
         out.append({"container": _container_name(attrs), "id": attrs["Id"], "image_ref": ref,
                     "from": attrs["Image"], "to": planned[key], "running": bool(attrs["State"].get("Running"))})
     return out
+
+
+def check_recreatable(attrs, where="containers"):
+    """Refuse, before anything changes, a container that cannot be kept aside until its replacement is proven."""
+    if (attrs.get("HostConfig") or {}).get("AutoRemove"):
+        raise RollbackError("%s: container %r was started with --rm (AutoRemove): stopping it deletes it, so it could "
+                            "not be put back if its replacement failed; recreate it yourself; nothing was changed"
+                            % (where, _container_name(attrs)), container=_container_name(attrs))
 
 
 # ---------------------------------------------------------------------------------------------- container spec

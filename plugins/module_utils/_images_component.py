@@ -148,6 +148,7 @@ class ImagesComponent:
             if _docker.image_id(client, want) is None:
                 raise RollbackError("point %s: image %s that container %r ran is no longer on this host; nothing was "
                                     "changed" % (point_id, _docker.short_id(want), name), image=want)
+            _docker.check_recreatable(attrs, "point %s: components.images" % point_id)
             running = bool(attrs["State"].get("Running"))
             changes.append({"action": "recreate", "container": name,
                             "from": {"image": attrs["Image"], "id": attrs["Id"], "running": running},

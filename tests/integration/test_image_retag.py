@@ -136,6 +136,7 @@ BAD_INPUT = [
     ({"repository": ["Bad Name:latest"]}, "is not a valid repository name"),
     ({"repository": ["{repo}@sha256:" + "0" * 64]}, "a digest cannot be moved"),
     ({"docker_host": "unix:///nonexistent/docker.sock"}, "cannot reach a Docker engine"),
+    ({"containers": ["{prefix}-ephemeral"]}, "was started with --rm"),
 ]
 
 
@@ -145,6 +146,7 @@ def test_bad_input_fails_clearly_and_changes_nothing(scene, one_host, playbook):
     scene.tag("v2", "latest")
     scene.run("web")
     scene.run("pinned", image_tag="v2")
+    scene.run("ephemeral", auto_remove=True)
     before = scene.state()
     tasks = []
     for index, (params, _) in enumerate(BAD_INPUT):

@@ -236,3 +236,10 @@ def test_images_component_normalize():
         with pytest.raises(RollbackError) as err:
             component.normalize(bad)
         assert needle in err.value.msg and "components.images" in err.value.msg
+
+
+def test_a_container_started_with_rm_is_refused():
+    _docker.check_recreatable(container())
+    with pytest.raises(RollbackError) as err:
+        _docker.check_recreatable(container(HostConfig={"AutoRemove": True}), "containers")
+    assert "'web' was started with --rm" in err.value.msg and "nothing was changed" in err.value.msg
