@@ -60,11 +60,9 @@ class Bench:
         """The broken state: latest -> v2 and every container recreated on it (untimed)."""
         self.api.tag(self.ids["v1"], self.repo, "previous", force=True)
         self.api.tag(self.ids["v2"], self.repo, "latest", force=True)
+        # Removes the containers and their volumes (a recreated container mounts its predecessor's by name).
+        docker_env.cleanup(self.client, self.prefix)
         for name in self.names:
-            try:
-                self.api.remove_container(name, v=True, force=True)
-            except docker_env.docker.errors.NotFound:
-                pass
             args = self.run_args(name)
             self.client.containers.run(self.repo + ":latest", name=name, detach=True, init=True,
                                        environment=args["env"], ports={"8080/tcp": ("127.0.0.1", args["port"])},
@@ -115,7 +113,7 @@ class Bench:
         lines = ["set -e"]
         lines += ["%s stop %s >/dev/null" % (docker, " ".join(self.names))]
         lines += ["%s tag %s:previous %s:latest" % (docker, self.repo, self.repo)]
-        lines += ["%s rm %s >/dev/null" % (docker, " ".join(self.names))]
+        lines += ["%s rm -v %s >/dev/null" % (docker, " ".join(self.names))]  # -v: the bench keeps no data
         for name in self.names:
             args = self.run_args(name)
             env = " ".join("-e %s" % shlex.quote("%s=%s" % kv) for kv in args["env"].items())
