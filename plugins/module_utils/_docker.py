@@ -231,6 +231,7 @@ def plan_containers(client, names, planned, where="containers"):
         if attrs["Image"] == planned[key]:
             continue
         check_recreatable(attrs, where)
+        check_no_aside(client, attrs, where)
         out.append({"container": _container_name(attrs), "id": attrs["Id"], "image_ref": ref,
                     "from": attrs["Image"], "to": planned[key], "running": bool(attrs["State"].get("Running"))})
     return out
@@ -242,6 +243,15 @@ def check_recreatable(attrs, where="containers"):
         raise RollbackError("%s: container %r was started with --rm (AutoRemove): stopping it deletes it, so it could "
                             "not be put back if its replacement failed; recreate it yourself; nothing was changed"
                             % (where, _container_name(attrs)), container=_container_name(attrs))
+
+
+def check_no_aside(client, attrs, where="containers"):
+    """A `<name>.fleetops-old` left by an interrupted run is the previous container: never overwrite it."""
+    aside = _container_name(attrs) + ASIDE_SUFFIX
+    if inspect_container(client, aside) is not None:
+        raise RollbackError("%s: a container named %r exists, left by an interrupted retag: it is the container %r ran "
+                            "before; check which one to keep, remove the other or rename it back, then run again; "
+                            "nothing was changed" % (where, aside, _container_name(attrs)), container=aside)
 
 
 # ---------------------------------------------------------------------------------------------- container spec
@@ -432,7 +442,8 @@ class Recreation:
 def execute(client, moves, recreations, wait_timeout=120.0, stop_timeout=None):
     """Apply tag moves then recreate containers; undo everything on failure.
 
-    Returns (tags report, containers report). Raises RollbackError saying what state things are in."""
+    Returns {tags, rollback_tags, containers, leftovers}. Raises RollbackError saying what state things are in.
+    An interruption (KeyboardInterrupt, SystemExit) is undone the same way and then re-raised."""
     tags_done, rollback_tags = [], []
     work = [Recreation(item) for item in recreations]
     try:
@@ -447,9 +458,11 @@ def execute(client, moves, recreations, wait_timeout=120.0, stop_timeout=None):
             tags_done.append(move)
         if work:
             _recreate(client, work, wait_timeout, stop_timeout)
-    except Exception as err:  # pylint: disable=broad-except
+    except BaseException as err:  # pylint: disable=broad-except
         message = _error_text(err)
         state = _undo(client, tags_done, rollback_tags, work, wait_timeout)
+        if not isinstance(err, Exception):
+            raise
         details = dict(getattr(err, "details", {}) or {})
         details.update(state)
         if state["undo_errors"]:

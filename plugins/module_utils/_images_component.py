@@ -149,6 +149,7 @@ class ImagesComponent:
                 raise RollbackError("point %s: image %s that container %r ran is no longer on this host; nothing was "
                                     "changed" % (point_id, _docker.short_id(want), name), image=want)
             _docker.check_recreatable(attrs, "point %s: components.images" % point_id)
+            _docker.check_no_aside(client, attrs, "point %s: components.images" % point_id)
             running = bool(attrs["State"].get("Running"))
             changes.append({"action": "recreate", "container": name,
                             "from": {"image": attrs["Image"], "id": attrs["Id"], "running": running},

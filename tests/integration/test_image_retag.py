@@ -137,6 +137,7 @@ BAD_INPUT = [
     ({"repository": ["{repo}@sha256:" + "0" * 64]}, "a digest cannot be moved"),
     ({"docker_host": "unix:///nonexistent/docker.sock"}, "cannot reach a Docker engine"),
     ({"containers": ["{prefix}-ephemeral"]}, "was started with --rm"),
+    ({"containers": ["{prefix}-stale"]}, "left by an interrupted retag"),
 ]
 
 
@@ -147,6 +148,8 @@ def test_bad_input_fails_clearly_and_changes_nothing(scene, one_host, playbook):
     scene.run("web")
     scene.run("pinned", image_tag="v2")
     scene.run("ephemeral", auto_remove=True)
+    scene.run("stale")
+    scene.run("stale.fleetops-old")  # what a run killed half-way leaves: the previous container, set aside
     before = scene.state()
     tasks = []
     for index, (params, _) in enumerate(BAD_INPUT):
