@@ -13,6 +13,7 @@ these at once.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import itertools
@@ -25,6 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 
 import docker
 
@@ -275,11 +277,12 @@ class Scene:
 class Registry:
     """Debian's docker-registry on 127.0.0.1:<free port>, storage in a temporary directory."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, auth=None):
         self.workdir = str(workdir)
         self.port = free_port()
         self.address = "127.0.0.1:%d" % self.port
         self.proc = None
+        self.auth = auth  # (username, password): htpasswd (bcrypt) auth, answered with a Basic challenge
 
     def start(self):
         with bootstrap_lock():
@@ -288,13 +291,22 @@ class Registry:
         storage = os.path.join(self.workdir, "storage")
         os.makedirs(storage, exist_ok=True)
         config = os.path.join(self.workdir, "config.yml")
+        text = ("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n"
+                "  delete:\n    enabled: true\nhttp:\n  addr: %s\n" % (storage, self.address))
+        if self.auth:
+            with warnings.catch_warnings():  # deprecated (gone in 3.13), but it is libcrypt's bcrypt, no extra package
+                warnings.simplefilter("ignore", DeprecationWarning)
+                import crypt  # pylint: disable=import-outside-toplevel,deprecated-module
+            htpasswd = os.path.join(self.workdir, "htpasswd")
+            with open(htpasswd, "w", encoding="utf-8") as stream:
+                stream.write("%s:%s\n" % (self.auth[0], crypt.crypt(self.auth[1], crypt.mksalt(crypt.METHOD_BLOWFISH))))
+            text += "auth:\n  htpasswd:\n    realm: fleetops-test\n    path: %s\n" % htpasswd
         with open(config, "w", encoding="utf-8") as stream:
-            stream.write("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n"
-                         "  delete:\n    enabled: true\nhttp:\n  addr: %s\n" % (storage, self.address))
+            stream.write(text)
         self.log = open(os.path.join(self.workdir, "registry.log"), "ab")  # pylint: disable=consider-using-with
         self.proc = subprocess.Popen(["docker-registry", "serve", config], stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(lambda: http_get("http://%s/v2/" % self.address)[0] == 200 or self.proc.poll() is not None,
+        wait_until(lambda: http_get("http://%s/v2/" % self.address)[0] in (200, 401) or self.proc.poll() is not None,
                    timeout=30, what="registry answering")
         if self.proc.poll() is not None:
             raise RuntimeError("docker-registry exited: see %s" % self.log.name)
@@ -312,8 +324,11 @@ class Registry:
             self.log.close()
 
     def manifest_digest(self, repo, tag):
+        headers = {"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+        if self.auth:
+            headers["Authorization"] = "Basic " + base64.b64encode(("%s:%s" % self.auth).encode()).decode()
         request = urllib.request.Request("http://%s/v2/%s/manifests/%s" % (self.address, repo, tag), method="HEAD",
-                                         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+                                         headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=10) as resp:
                 return resp.headers.get("Docker-Content-Digest")

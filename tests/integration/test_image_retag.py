@@ -247,3 +247,28 @@ def test_registry_retag_moves_the_manifest_without_layers(scene, registry, one_h
     assert missing.rc != 0
     assert "has no manifest" in missing.result("Retag", "target")["msg"]
     assert registry.manifest_digest(repo, "latest") == v1
+
+
+def test_registry_retag_with_basic_auth_keeps_the_password_out_of_output(scene, docker_client, one_host, playbook,
+                                                                           tmp_path):
+    password = "s3cret-registry-pw"
+    registry = docker_env.Registry(tmp_path / "registry", auth=("deploy", password)).start()
+    try:
+        remote = "%s/%s" % (registry.address, scene.prefix + "/app")
+        scene.repos.append(remote)
+        for variant in ("v1", "v2"):
+            scene.api.tag(scene.images[variant], remote, variant, force=True)
+            output = scene.client.images.push(remote, variant, auth_config={"username": "deploy", "password": password})
+            assert '"error"' not in output, output
+        repo = scene.prefix + "/app"
+        params = dict(registry=registry.address, name=repo + ":v1", repository=[repo + ":latest"],
+                      registry_username="deploy")
+        refused = playbook(retag_play(registry_password="wrong", **params), one_host)
+        assert refused.rc != 0
+        assert "check registry_username and registry_password" in refused.result("Retag", "target")["msg"]
+        run = playbook(retag_play(registry_password=password, **params), one_host, args=["-v"])
+        assert run.rc == 0, run.stdout + run.stderr
+        assert registry.manifest_digest(repo, "latest") == registry.manifest_digest(repo, "v1")
+        assert password not in run.stdout + run.stderr + json.dumps(run.results)
+    finally:
+        registry.stop()
