@@ -180,3 +180,20 @@ def test_restore_refuses_when_the_image_is_gone(app, one_host, playbook):
     assert run.rc != 0
     assert "is no longer on this host" in run.result("Restore", "target")["msg"]
     assert app.state() == before
+
+
+def test_restore_point_role_captures_images(app, one_host, playbook):
+    """The restore_point role captures the images component from `rollback_images` (as snapshot.yml does)."""
+    run = playbook("""
+- hosts: all
+  gather_facts: false
+  roles:
+    - role: fleetops.rollback.restore_point
+      vars:
+        rollback_store_path: %s
+        rollback_images: [%s]
+        restore_point_label: release-1
+""" % (app.store, app.ref("latest")), one_host)
+    assert run.rc == 0, run.stdout + run.stderr
+    point = run.result("Capture a restore point", "target")["point"]
+    assert point["components"] == ["images"] and point["status"] == "known_good"
