@@ -248,6 +248,12 @@ def test_registry_retag_moves_the_manifest_without_layers(scene, registry, one_h
     assert "has no manifest" in missing.result("Retag", "target")["msg"]
     assert registry.manifest_digest(repo, "latest") == v1
 
+    # On the engine, a digest reference names the source too (the push recorded it in the image's RepoDigests).
+    local = playbook(retag_play(name="%s@%s" % (remote, v1), repository=[scene.ref("from-digest")]), one_host)
+    assert local.rc == 0, local.stdout + local.stderr
+    assert local.result("Retag", "target")["image"]["id"] == scene.images["v1"]
+    assert scene.tags()["from-digest"] == scene.images["v1"]
+
 
 def test_registry_retag_with_basic_auth_keeps_the_password_out_of_output(scene, docker_client, one_host, playbook,
                                                                            tmp_path):
