@@ -131,7 +131,7 @@ ENV PATH=/bin:/usr/bin:/sbin:/usr/sbin APP_VERSION={version} APP_MODE=image-defa
 LABEL org.fleetops.test.version={version} org.fleetops.test.base=busybox
 RUN printf '#!/bin/sh\\necho "Content-Type: text/plain"\\necho\\nenv\\n' > /www/cgi-bin/env \\
  && chmod +x /www/cgi-bin/env && echo {version} > /www/version {health}
-HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]
+HEALTHCHECK --interval=1s --timeout=10s --retries=3 CMD ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]
 VOLUME /data
 EXPOSE 8080
 CMD {cmd}
