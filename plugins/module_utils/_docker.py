@@ -295,11 +295,10 @@ def create_config(attrs, image_attrs, image=None):
             config[key] = extra
     if cfg.get("Hostname") and cfg["Hostname"] != attrs.get("Id", "")[:12]:
         config["Hostname"] = cfg["Hostname"]
+    # Settings only a container has (OnBuild, Shell and ArgsEscaped are image build settings and stay out).
     for key in ("Domainname", "Tty", "OpenStdin", "StdinOnce", "AttachStdin", "AttachStdout", "AttachStderr",
-                "StopTimeout", "MacAddress", "OnBuild", "Shell", "ArgsEscaped"):
+                "StopTimeout", "MacAddress"):
         if cfg.get(key) not in (None, "", False, []):
-            if key in ("OnBuild", "Shell", "ArgsEscaped"):
-                continue  # image build settings, never the container's own
             config[key] = cfg[key]
 
     # Legacy links come back from inspect as "/db:/web/db"; create wants "db:db".
