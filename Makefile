@@ -9,7 +9,7 @@ LINK := .collections/ansible_collections/fleetops/rollback
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: all venv demo test unit integration bench bench-pg clean
+.PHONY: all venv demo test unit integration bench bench-pg bench-images clean
 
 all: test
 
@@ -42,6 +42,9 @@ bench: venv
 
 bench-pg: venv
 	$(PY) benchmarks/pg_bench.py
+
+bench-images: venv
+	$(PY) benchmarks/images_bench.py
 
 clean:
 	-$(PY) tools/local_fleet.py destroy --dir .fleet 2>/dev/null

@@ -14,12 +14,13 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._config_componen
 from ansible_collections.fleetops.rollback.plugins.module_utils._database_component import DatabaseComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import canonical_json, sha256_bytes
 from ansible_collections.fleetops.rollback.plugins.module_utils._migrations_component import MigrationsComponent
+from ansible_collections.fleetops.rollback.plugins.module_utils._images_component import ImagesComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._release_component import ReleaseComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import MANIFEST_FORMAT, actor, utc_now
 
 # Restores apply components in this order; a safety revert runs it backwards.
 COMPONENTS = {component.name: component for component in (
-    MigrationsComponent(), DatabaseComponent(), ConfigComponent(), ReleaseComponent())}
+    MigrationsComponent(), DatabaseComponent(), ConfigComponent(), ReleaseComponent(), ImagesComponent())}
 ORDER = list(COMPONENTS)
 CAPTURE_STATUSES = ("candidate", "known_good")
 RESTART_TIMEOUT = 300

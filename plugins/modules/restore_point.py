@@ -12,11 +12,11 @@ version_added: 0.1.0
 author: fleetops maintainers (@fleetops)
 description:
   - A restore point is a named, verified capture of what a host runs (config files and trees, the current release
-    symlink), kept in a store on the host (O(store_path)).
+    symlink, Docker image tags and the containers running them), kept in a store on the host (O(store_path)).
   - O(state=present) captures a new point, or with O(point) changes an existing point's status (for example to C(bad)).
   - O(state=restored) rolls the host back to a point in one call. It takes the store lock, plans the changes, captures
     a safety point of what is there now, applies the components in a fixed order (migrations, database, config,
-    release) and verifies
+    release, images) and verifies
     them. If any step fails, it re-applies the safety point and fails with exactly what was and was not restored.
   - O(state=absent) prunes the store to the newest O(keep) points, or removes the one point O(point). The known good
     point and the newest safety point are never removed.
@@ -65,6 +65,12 @@ options:
         back to it with C(%s) set to the revision (C(alembic downgrade %s)); the optional C(upgrade) is tried when the
         downgrade fails (a safety revert may have to go forward). Commands are strings split like a shell would, or
         argv lists; never run through a shell. With no revision, C(base) (default C(base)) is the target."
+      - "C(images) is V({refs, containers, docker_host, wait_timeout}) or just a list of references: C(refs) are
+        Docker C(repo:tag) references whose image ids are recorded; C(containers) is C(by_image) (default: every
+        container configured with one of the refs), C(none), or a list of container names. A restore points each
+        reference back (the image it pointed at keeps a C(rollback-<time>) tag) and recreates the containers on the
+        recorded images with their own settings, waiting until they run (and are healthy, with a HEALTHCHECK); see
+        M(fleetops.rollback.image_retag). It needs the Docker SDK for Python on the host."
       - "With O(state=restored), an optional list of component names to restore (default all the point has), or a
         dict of names to options for this run only, for example V({database: {login_password: ...}}) (values of
         C(login_password) are hidden from the output like any no_log value)."
@@ -109,6 +115,7 @@ notes:
 seealso:
   - module: fleetops.rollback.restore_point_info
   - module: fleetops.rollback.health_gate
+  - module: fleetops.rollback.image_retag
 """
 
 EXAMPLES = r"""
@@ -125,6 +132,9 @@ EXAMPLES = r"""
             validate: nginx -t -c %s
       release:
         path: /srv/app/current
+      images:
+        refs: [app_backend:latest, app_frontend:latest]
+        containers: by_image
 
 - name: Roll back to the known good point (one call; check mode shows the plan)
   fleetops.rollback.restore_point:

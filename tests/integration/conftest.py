@@ -45,3 +45,33 @@ def known_good_fleet(tmp_path):
     yield make
     for fleet in made:
         local_fleet.stop(fleet)
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A real Docker engine: docker.io installed and dockerd started when missing (see docker_env.py)."""
+    import docker_env  # pylint: disable=import-outside-toplevel
+    client = docker_env.ensure_engine()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def app_images(docker_client):
+    """The test application built locally (no registry) under a repository unique to this test file and process.
+
+    Returns {"repo": ..., "v1": id, "v2": id, "broken": id}; everything named after the repository goes at the end."""
+    import docker_env  # pylint: disable=import-outside-toplevel
+    repo = "fleetops-test-%d/app" % os.getpid()
+    ids = docker_env.build_app_images(docker_client, repo)
+    yield dict(ids, repo=repo)
+    docker_env.cleanup(docker_client, "fleetops-test-%d" % os.getpid(), [repo])
+
+
+@pytest.fixture
+def scene(docker_client, app_images, tmp_path):
+    """One test's own image repository, containers, network and volumes on the engine; all removed afterwards."""
+    import docker_env  # pylint: disable=import-outside-toplevel
+    one = docker_env.Scene(docker_client, app_images, tmp_path)
+    yield one
+    docker_env.cleanup(docker_client, one.prefix, one.repos)

@@ -97,8 +97,8 @@ def host(tmp_path, monkeypatch):
 
 def test_normalize_components_lists_unknown_names():
     with pytest.raises(RollbackError) as err:
-        _points.normalize_components({"config": {"paths": ["/etc/app"]}, "images": {}, "zebra": {}})
-    assert "'images'" in err.value.msg and "'zebra'" in err.value.msg
+        _points.normalize_components({"config": {"paths": ["/etc/app"]}, "unicorn": {}, "zebra": {}})
+    assert "'unicorn'" in err.value.msg and "'zebra'" in err.value.msg
     assert "config" in err.value.msg and "release" in err.value.msg  # the known ones
 
 
