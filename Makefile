@@ -9,7 +9,7 @@ LINK := .collections/ansible_collections/fleetops/rollback
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: all venv demo test unit integration bench bench-pg bench-images clean
+.PHONY: all venv demo test unit integration molecule bench bench-pg bench-images clean
 
 all: test
 
@@ -30,15 +30,23 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest
+	$(MAKE) molecule
 
-unit: venv
-	$(PY) -m pytest tests/unit
-
-integration: venv
-	$(PY) -m pytest tests/integration
-
-bench: venv
-	$(PY) benchmarks/rollback_immediate_bench.py
+# Molecule drills (molecule/<scenario>/): containers on a local Docker engine, images built here with
+# debootstrap (nothing is pulled). Every scenario runs, each timed; the target fails if any failed.
+MOLECULE_BASE_IMAGE := fleetops-molecule/bookworm:1
+MOLECULE_SCENARIOS ?= $(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+molecule: venv
+	$(PY) tools/docker_engine.py ensure
+	$(PY) tools/docker_engine.py base-image $(MOLECULE_BASE_IMAGE)
+	@failed=""; summary=""; for s in $(MOLECULE_SCENARIOS); do \
+	  start=$$(date +%s); \
+	  if MOLECULE_GLOB='molecule/*/molecule.yml' molecule test -s $$s; then verdict=passed; \
+	  else verdict=FAILED; failed="$$failed $$s"; fi; \
+	  summary="$$summary$$(printf '\n  %-14s %s in %d s' $$s $$verdict $$(( $$(date +%s) - start )))"; \
+	done; \
+	echo "molecule scenarios:$$summary"; \
+	if [ -n "$$failed" ]; then echo "molecule scenarios failed:$$failed"; exit 1; fi
 
 bench-pg: venv
 	$(PY) benchmarks/pg_bench.py
@@ -48,4 +56,5 @@ bench-images: venv
 
 clean:
 	-$(PY) tools/local_fleet.py destroy --dir .fleet 2>/dev/null
+	-MOLECULE_GLOB='molecule/*/molecule.yml' $(VENV)/bin/molecule destroy --all >/dev/null 2>&1
 	rm -rf $(VENV) .collections .fleet .pytest_cache .hypothesis
