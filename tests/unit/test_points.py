@@ -1,9 +1,7 @@
 """Unit tests for module_utils/_points.py: capture, restore with safety point and revert, mark, prune."""
 
-import hashlib
 import os
 import shutil
-import stat
 
 import pytest
 
@@ -11,30 +9,9 @@ from ansible_collections.fleetops.rollback.plugins.module_utils import _points
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import sha256_bytes
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store
+from tree_listing import listing  # noqa: E402  (tests/unit is on sys.path under pytest)
 
 NOBODY = 65534
-
-
-def listing(path):
-    """{rel: (type, mode, uid, gid, sha256 or link target)} of everything under path."""
-    out = {}
-    if not os.path.lexists(path):
-        return out
-    stack = ["."]
-    while stack:
-        rel = stack.pop()
-        full = path if rel == "." else os.path.join(path, rel)
-        st_ = os.lstat(full)
-        if stat.S_ISLNK(st_.st_mode):
-            out[rel] = ("link", None, st_.st_uid, st_.st_gid, os.readlink(full))
-        elif stat.S_ISDIR(st_.st_mode):
-            out[rel] = ("dir", stat.S_IMODE(st_.st_mode), st_.st_uid, st_.st_gid, None)
-            stack.extend(name if rel == "." else rel + "/" + name for name in os.listdir(full))
-        else:
-            with open(full, "rb") as stream:
-                out[rel] = ("file", stat.S_IMODE(st_.st_mode), st_.st_uid, st_.st_gid,
-                            hashlib.sha256(stream.read()).hexdigest())
-    return out
 
 
 def write(path, data, mode=0o644):
