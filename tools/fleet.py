@@ -14,6 +14,7 @@ A fleet directory holds `fleet.json` (hosts, ports, interpreter), `inventory.ini
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import json
 import os
@@ -85,14 +86,66 @@ def busy_ports(ports, host="127.0.0.1"):
     return [port for port in ports if not appctl.port_free(port, host)]
 
 
-def find_free_base(count, low=20000, high=60000, attempts=200):
-    """A base port whose `count` consecutive ports are all free on 127.0.0.1."""
+def ephemeral_range(path="/proc/sys/net/ipv4/ip_local_port_range"):
+    """The kernel's range for outgoing connections' local ports; an app port inside it can be taken
+    by any client connection (a probe, a PostgreSQL session) between choosing it and binding it."""
+    try:
+        with open(path, encoding="ascii") as stream:
+            low, high = (int(x) for x in stream.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _claims_path():
+    return os.path.join(tempfile.gettempdir(), "fleetops-fleet-ports.json")
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def find_free_base(count, low=20000, high=None, attempts=400):
+    """A base port whose `count` consecutive ports are free on 127.0.0.1, outside the ephemeral range,
+    and not claimed by another live process on this machine.
+
+    The claim (in a small JSON file under the temp dir, updated under flock) lasts while the calling
+    process lives, so parallel test workers never pick overlapping ranges, even while one of them
+    has its apps stopped for a restart.
+    """
+    eph_low, eph_high = ephemeral_range()
+    windows = [(low, min(high or 65535, eph_low)), (max(low, eph_high + 1), high or 65535)]
+    windows = [(a, b) for a, b in windows if b - a > count]
+    if not windows:
+        raise FleetError(f"no room for {count} ports between {low} and {high or 65535} "
+                         f"outside the ephemeral range {eph_low}-{eph_high}")
     rng = random.Random()
-    for _ in range(attempts):
-        base = rng.randrange(low, high - count)
-        if not busy_ports(range(base, base + count)):
-            return base
-    raise FleetError(f"found no {count} consecutive free ports between {low} and {high}")
+    with open(_claims_path(), "a+", encoding="utf-8") as stream:
+        fcntl.flock(stream, fcntl.LOCK_EX)
+        stream.seek(0)
+        try:
+            claims = json.loads(stream.read() or "[]")
+        except ValueError:
+            claims = []
+        claims = [c for c in claims if _pid_alive(c["pid"])]
+        for _ in range(attempts):
+            win_low, win_high = rng.choice(windows)
+            base = rng.randrange(win_low, win_high - count)
+            overlaps = any(base < c["base"] + c["count"] and c["base"] < base + count for c in claims)
+            if not overlaps and not busy_ports(range(base, base + count)):
+                claims.append({"pid": os.getpid(), "base": base, "count": count})
+                stream.seek(0)
+                stream.truncate()
+                stream.write(json.dumps(claims))
+                stream.flush()
+                return base
+    raise FleetError(f"found no {count} consecutive free ports between {low} and {high or 65535}")
 
 
 # --- state --------------------------------------------------------------------------------------

@@ -35,8 +35,10 @@ def known_good_fleet(tmp_path):
     def make(hosts):
         fleet = local_fleet.create(str(tmp_path / ("fleet-%d" % len(made))), hosts=hosts, base_port=0)
         made.append(fleet)
-        local_fleet.deploy(fleet, 1, action="restart")
-        assert local_fleet.wait_healthy(fleet, timeout=60)[0]
+        failed = [(h.name, msg) for h, ok, msg in local_fleet.deploy(fleet, 1, action="restart") if not ok]
+        assert not failed, failed
+        healthy, rows, _ = local_fleet.wait_healthy(fleet, timeout=120)
+        assert healthy, [r for r in rows if r["health"] != 200]
         snap = run_playbook(os.path.join(root, "playbooks", "snapshot.yml"), fleet.inventory,
                             extra_vars={"restore_point_label": "release-1"})
         assert snap.rc == 0, snap.stdout[-3000:]

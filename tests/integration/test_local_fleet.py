@@ -77,6 +77,18 @@ def test_create_writes_hosts_and_inventory(fleet_dir):
             '"status": [200]}]\n') in text
 
 
+def test_free_ranges_avoid_ephemeral_ports_and_each_other():
+    # Parallel workers each pick ranges; a claim keeps a picked range out of later picks while its
+    # process lives, and the kernel's client-port range is never used (a probe could hold one).
+    eph_low, eph_high = fleetlib.ephemeral_range()
+    picked = [(fleetlib.find_free_base(50), 50) for _ in range(20)]
+    for base, count in picked:
+        assert base + count <= eph_low or base > eph_high
+    spans = sorted(picked)
+    for (base, count), (next_base, _) in zip(spans, spans[1:]):
+        assert base + count <= next_base
+
+
 def test_create_refuses_busy_ports_and_foreign_dirs(tmp_path, fleet_dir):
     fleet = fleetlib.load(fleet_dir)
     # Port of the existing fleet's (stopped) host 3 held by a listener: a new fleet on that range fails.
