@@ -48,6 +48,9 @@ molecule: venv
 	echo "molecule scenarios:$$summary"; \
 	if [ -n "$$failed" ]; then echo "molecule scenarios failed:$$failed"; exit 1; fi
 
+bench: venv
+	$(PY) benchmarks/rollback_immediate_bench.py --sizes 1,20,200
+
 bench-pg: venv
 	$(PY) benchmarks/pg_bench.py
 
