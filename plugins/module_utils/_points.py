@@ -12,11 +12,12 @@ import time
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
 from ansible_collections.fleetops.rollback.plugins.module_utils._config_component import ConfigComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import canonical_json, sha256_bytes
+from ansible_collections.fleetops.rollback.plugins.module_utils._packages_component import PackagesComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._release_component import ReleaseComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import MANIFEST_FORMAT, actor, utc_now
 
 # Restores apply components in this order; a safety revert runs it backwards.
-COMPONENTS = {component.name: component for component in (ConfigComponent(), ReleaseComponent())}
+COMPONENTS = {component.name: component for component in (PackagesComponent(), ConfigComponent(), ReleaseComponent())}
 ORDER = list(COMPONENTS)
 CAPTURE_STATUSES = ("candidate", "known_good")
 RESTART_TIMEOUT = 300
@@ -123,7 +124,7 @@ def capture(store, components, label=None, status="candidate", kind="capture", c
     return {"changed": True, "point": summary(manifest), "reused": False}
 
 
-def _select(manifest, names, config_paths=None):
+def _select(manifest, names, config_paths=None, selections=None):
     records = manifest["components"]
     if names:
         unknown = [n for n in names if n not in COMPONENTS]
@@ -136,6 +137,9 @@ def _select(manifest, names, config_paths=None):
     chosen = {name: records[name] for name in ORDER if name in records and (not names or name in names)}
     if config_paths and "config" in chosen:
         chosen["config"] = COMPONENTS["config"].select(chosen["config"], config_paths)
+    for name, selection in (selections or {}).items():
+        if name in chosen:
+            chosen[name] = COMPONENTS[name].select(chosen[name], selection)
     return chosen
 
 
@@ -161,14 +165,14 @@ def run_restart_commands(commands):
 
 
 def restore(store, ref="known_good", names=None, config_paths=None, check=False, diff=False, reason=None,
-            restart_commands=None):
+            restart_commands=None, selections=None):
     started = time.monotonic()
     target = store.resolve(ref)
     if target["status"] == "bad":
         raise RollbackError("point: %s (%s) is marked bad and is never restored; mark it candidate first if you are "
                             "sure, or choose another point" % (target["id"], target.get("label") or "no label"),
                             point=summary(target))
-    records = _select(target, names, config_paths)
+    records = _select(target, names, config_paths, selections)
     changes = plan(store, records, target["id"])
     result = {
         "changed": any(changes.values()),
