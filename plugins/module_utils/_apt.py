@@ -51,9 +51,15 @@ def run(argv, timeout=APT_TIMEOUT, cwd="/"):
 
 
 def errors(out, err):
-    lines = [line.strip() for line in ((err or "") + "\n" + (out or "")).splitlines() if line.strip()]
-    picked = [line for line in lines if line.startswith(("E:", "dpkg:", "Errors were"))]
-    return " | ".join((picked or lines)[-6:])[-1500:]
+    """The lines of apt/dpkg output that say what went wrong (dpkg's reason is on the line after its error)."""
+    lines = [line.strip() for line in ((out or "") + "\n" + (err or "")).splitlines() if line.strip()]
+    picked = []
+    for index, line in enumerate(lines):
+        if line.startswith(("E:", "dpkg: error")) or "returned error exit status" in line:
+            picked.append(line)
+            if line.startswith("dpkg: error") and index + 1 < len(lines) and lines[index + 1] not in picked:
+                picked.append(lines[index + 1])
+    return " | ".join((picked or lines)[-8:])[-1500:]
 
 
 # ---------------------------------------------------------------------------------------------- spec
@@ -153,7 +159,8 @@ def plan(record):
             changes.append({"name": name, "action": "remove", "from": _state(have), "to": _state(want)})
         if want["version"] is None:
             continue
-        held = True if record.get("hold") else want.get("held") if exact else None
+        # An exact (safety) record puts back the hold marks it saw; otherwise `hold` asks for held packages.
+        held = bool(want.get("held")) if exact else (True if record.get("hold") else None)
         if held is not None and held != have["held"]:
             changes.append({"name": name, "action": "hold" if held else "unhold",
                             "from": {"version": want["version"], "held": have["held"]},
@@ -292,11 +299,8 @@ def _download(names, state, directory, kept):
     reqs = ["%s=%s" % (n, state[n]["version"]) for n in names if state[n]["version"] in offered.get(n, [])]
     if not reqs:
         return
-    os.chmod(directory, 0o755)  # apt's download sandbox user must be able to write here
-    try:
-        run(["apt-get", "download", "-q"] + reqs, cwd=directory, timeout=1800)
-    finally:
-        os.chmod(directory, 0o700)
+    # The directory stays 0700: apt then downloads as root instead of its sandbox user, and says so.
+    run(["apt-get", "download", "-q"] + reqs, cwd=directory, timeout=1800)
     for item in os.listdir(directory):
         path = os.path.join(directory, item)
         if not item.endswith(".deb") or path in kept.values():
@@ -327,12 +331,17 @@ def apply(record, changes):
             rc, out, err = run(_install_argv(record, moving))
             if rc != 0:
                 failure = "apt-get install failed (exit %s): %s" % (rc, errors(out, err))
+        # Installing a held package with --allow-change-held-packages drops its hold: a hold the restore does not
+        # manage is put back, so only the marks in the plan change.
+        marked = {c["name"]: c["to"]["held"] for c in marks}
+        want_held = {n: marked.get(n, before[n]["held"]) for n in names if before[n]["version"] or n in marked}
         if failure is None:
-            failure = _marks(marks)
+            failure = _marks(marks + [{"name": n, "action": "hold", "to": {"held": True}} for n, h in want_held.items()
+                                      if h and n not in marked and any(c["name"] == n for c in moving)])
         after = query(names + extra_names)
         if failure is None:
             left = [c["name"] for c in moving if after[c["name"]]["version"] != c["to"]["version"] or after[c["name"]].get("broken")]
-            left += [c["name"] for c in marks if after[c["name"]]["held"] != c["to"]["held"]]
+            left += [n for n, h in want_held.items() if after[n]["version"] and after[n]["held"] != h]
             if not left:
                 return
             failure = "after apt-get ran, %s still differ from the snapshot" % ", ".join(left)
