@@ -32,20 +32,31 @@ def wheel_name(name, version):
     return "%s-%s-py3-none-any.whl" % (_escape(name), version.replace("-", "_"))
 
 
-def write_wheel(directory, name, version, modules=1, module_bytes=200, console_script=False, requires=()):
+def write_wheel(directory, name, version, modules=1, module_bytes=200, console_script=False, requires=(),
+                data_bytes=0):
     """Write <directory>/<name>-<version>-py3-none-any.whl and return its path.
 
     The package imports as the escaped name and has `modules` extra modules of about `module_bytes`
-    bytes each; `__version__` holds the version so a test can tell which one is imported."""
+    bytes of code each, and with `data_bytes` a binary data file of that size (what native libraries and
+    data weigh in real packages); `__version__` holds the version so a test can tell which one is imported."""
     os.makedirs(directory, exist_ok=True)
     package = _escape(name).lower()
     dist_info = "%s-%s.dist-info" % (_escape(name), version)
     files = {
         "%s/__init__.py" % package: ("__version__ = %r\n\ndef main():\n    print(__version__)\n" % version).encode(),
     }
-    filler = ("# %s %s\n" % (name, version)) * max(1, module_bytes // (len(name) + len(version) + 4))
+    # Code, not comments: pip byte-compiles what it installs, and compiling code costs what it does in real packages.
+    unit = "def f%%d(value, scale=2):\n    if value > %d:\n        return [value * scale, %r]\n    return {'v': value}\n\n" % (
+        len(version), version)
+    count = max(1, module_bytes // len(unit % 0))
+    filler = "".join(unit % number for number in range(count))
     for index in range(modules):
         files["%s/mod%03d.py" % (package, index)] = ("VALUE = %d\n%s" % (index, filler)).encode()
+    if data_bytes:
+        # Filler bytes standing for native code and data; the same for the same name and version.
+        seed = hashlib.sha256(("%s %s" % (name, version)).encode()).digest()
+        block = b"".join(hashlib.sha256(seed + bytes([i])).digest() for i in range(256))  # 8 kB
+        files["%s/_data.bin" % package] = (block * (data_bytes // len(block) + 1))[:data_bytes]
     metadata = ["Metadata-Version: 2.1", "Name: %s" % name, "Version: %s" % version,
                 "Summary: fleetops test package"]
     metadata += ["Requires-Dist: %s" % req for req in requires]

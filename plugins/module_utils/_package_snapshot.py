@@ -170,38 +170,42 @@ def restore_from_file(params, spec, check=False, diff=False):
     record = read_snapshot(params["src"], params, spec)
     record = COMPONENT.select(record, selection(params, spec))
     pins = _pins_plan(params, record)
-    changes = _plan(record, check)
+    planned = _plan(record, check)
+    changes = [c for _, found, _ in planned for c in found]
     result = {"changed": bool(changes) or bool(pins and pins[2]), "changes": changes, "packages": _summary(changes)}
     _add_pins(result, params, pins, diff)
     if diff:
         result.setdefault("diff", [])[:0] = COMPONENT.diff(None, record, changes)
     if check:
         return result
-    COMPONENT.apply(None, record, changes)
-    left = COMPONENT.plan(None, record)
-    if left:
-        raise RollbackError("after restoring, %s still differ from the snapshot" % ", ".join(c["name"] for c in left))
+    # Each apply verifies the result itself (and reverts when it does not match).
+    for part, found, listing in planned:
+        if found and part is record.get("apt"):
+            _apt.apply(part, found)
+        elif found:
+            _pip.apply(part, found, listing)
     _write_pins(params, pins)
     result["seconds"] = round(time.monotonic() - started, 3)
     return result
 
 
 def _plan(record, check):
-    """Changes for a file restore. Check mode also asks pip whether every wanted version can be had."""
-    changes = []
+    """[(record part, changes, listing)] for a file restore. Check mode also asks pip whether every wanted version
+    can be had."""
+    planned = []
     for env in record["pip"]:
-        found = _pip.plan(env)
+        found, listing = _pip.plan_and_listing(env)
         for change in found:
             change["manager"] = "pip"
         if found and check:
             _pip.preflight(env, found)
-        changes += found
+        planned.append((env, found, listing))
     if record.get("apt"):
         found = _apt.plan(record["apt"])
         for change in found:
             change["manager"] = "apt"
-        changes += found
-    return changes
+        planned.append((record["apt"], found, None))
+    return planned
 
 
 def restore_from_point(store, params, spec, check=False, diff=False):

@@ -23,6 +23,7 @@ A restore of one environment is:
 
 from __future__ import annotations
 
+import ast
 import base64
 import csv
 import hashlib
@@ -48,38 +49,66 @@ _PEP440 = re.compile(r"""^\s*v?(?:(?:[0-9]+!)?[0-9]+(?:\.[0-9]+)*(?:[-_.]?(?:a|b
 _CREDENTIALS = re.compile(r"(\w+://)[^/@\s]+@")
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
-# Runs inside the target interpreter: every distribution it sees, first on sys.path wins (as pip does).
+# Runs inside the target interpreter: every distribution it sees, first on sys.path wins (as with
+# importlib.metadata). It reads the dist-info / egg-info headers itself and prints a Python literal: importing
+# importlib.metadata, re and json would triple the time of every listing.
 LIST_SCRIPT = r"""
-import json, os, re, sys, sysconfig
+import os, sys, sysconfig
 if sys.path and sys.path[0] in ("", os.getcwd()):
     del sys.path[0]
-try:
-    from importlib import metadata
-except ImportError:
-    sys.stdout.write(json.dumps({"error": "Python %s has no importlib.metadata; 3.8 or later is needed"
-                                 % sys.version.split()[0]}))
-    sys.exit(0)
-dists, seen = [], set()
-for dist in metadata.distributions():
-    name = dist.metadata["Name"]
-    if not name:
-        continue
-    key = re.sub(r"[-_.]+", "-", name).lower()
-    if key in seen:
-        continue
-    seen.add(key)
-    path = getattr(dist, "_path", None)
-    direct = None
+def headers(path):
+    out = {}
     try:
-        text = dist.read_text("direct_url.json")
-        direct = json.loads(text) if text else None
-    except ValueError:
-        direct = None
-    dists.append({"key": key, "name": name, "version": dist.version, "path": str(path) if path else None,
-                  "direct_url": direct, "installer": (dist.read_text("INSTALLER") or "").strip() or None,
-                  "record": dist.read_text("RECORD") is not None})
-sys.stdout.write(json.dumps({"python": sys.executable, "python_version": sys.version.split()[0],
-                             "prefix": sys.prefix, "paths": sysconfig.get_paths(), "dists": dists}))
+        with open(path, "rb") as stream:
+            for raw in stream:
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if not line:
+                    break
+                if line[:1] in " \t" or ":" not in line:
+                    continue
+                key, value = line.split(":", 1)
+                if key in ("Name", "Version") and key not in out:
+                    out[key] = value.strip()
+    except OSError:
+        pass
+    return out
+def read(path):
+    try:
+        with open(path, "rb") as stream:
+            return stream.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+dists, seen = [], set()
+for entry in sys.path:
+    try:
+        names = sorted(os.listdir(entry or "."))
+    except OSError:
+        continue
+    for name in names:
+        if not (name.endswith(".dist-info") or name.endswith(".egg-info")):
+            continue
+        path = os.path.join(entry, name)
+        if os.path.isdir(path):
+            meta = headers(os.path.join(path, "METADATA" if name.endswith(".dist-info") else "PKG-INFO"))
+        else:
+            meta = headers(path)
+        if not meta.get("Name"):
+            continue
+        key = meta["Name"].lower()
+        for ch in "_.":
+            key = key.replace(ch, "-")
+        while "--" in key:
+            key = key.replace("--", "-")
+        if key in seen:
+            continue
+        seen.add(key)
+        isdir = os.path.isdir(path)
+        dists.append({"key": key, "name": meta["Name"], "version": meta.get("Version") or "", "path": path,
+                      "direct_url": read(os.path.join(path, "direct_url.json")) if isdir else None,
+                      "installer": ((read(os.path.join(path, "INSTALLER")) if isdir else None) or "").strip() or None,
+                      "record": isdir and os.path.isfile(os.path.join(path, "RECORD"))})
+sys.stdout.write(repr({"python": sys.executable, "python_version": sys.version.split()[0], "prefix": sys.prefix,
+                       "paths": sysconfig.get_paths(), "dists": dists}))
 """
 
 
@@ -172,11 +201,14 @@ def inspect(python, use_pip_config=False):
     if rc != 0:
         raise RollbackError("pip: could not list the packages of %s (exit %s): %s" % (python, rc, (err or out).strip()[-800:]))
     try:
-        data = json.loads(out)
-    except ValueError:
+        data = ast.literal_eval(out)
+    except (ValueError, SyntaxError):
         raise RollbackError("pip: %s printed something other than the package list: %r" % (python, out[:300]))
-    if data.get("error"):
-        raise RollbackError("pip: %s: %s" % (python, data["error"]))
+    for dist in data["dists"]:
+        try:
+            dist["direct_url"] = json.loads(dist["direct_url"]) if dist.get("direct_url") else None
+        except ValueError:
+            dist["direct_url"] = None
     data["dists"] = {d["key"]: d for d in data["dists"]}
     return data
 
@@ -422,8 +454,18 @@ def check_only(record, only, where="only"):
 
 def plan(record):
     """The changes for one environment record (only / prune_extra / exact honoured)."""
+    return plan_and_listing(record)[0]
+
+
+def plan_and_listing(record):
+    """(changes, the listing they were planned from); apply() can take that listing as its starting state when
+    nothing runs in between, saving one interpreter start."""
     python = resolve_python(record.get("virtualenv"), record.get("executable") or record.get("python"))
     listing = inspect(python, record.get("use_pip_config", False))
+    return _changes(record, listing), listing
+
+
+def _changes(record, listing):
     current = packages_of(listing)
     changes = compare(record["packages"], current, record.get("only"), record.get("prune_extra", False),
                       record.get("exact", False), record.get("unmanaged") or ())
@@ -585,7 +627,8 @@ def repack(dist, paths, directory):
     tmp = final + ".part"
     record = io.StringIO()
     writer = csv.writer(record, lineterminator="\n")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+    # Stored, not deflated: these copies sit on the hot path of every restore and are read back once at most.
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
         for arcname, full in members:
             if os.path.islink(full):
                 raise RollbackError("%s %s installed a symlink (%s); a wheel cannot hold it" % (dist["name"], dist["version"], full))
@@ -593,7 +636,6 @@ def repack(dist, paths, directory):
                 data = body.read()
             info = zipfile.ZipInfo(arcname, date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = (os.stat(full).st_mode & 0o7777 | 0o100000) << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, data)
             writer.writerow([arcname, _digest(data), len(data)])
         writer.writerow(["%s/RECORD" % info_name, "", ""])
@@ -657,15 +699,17 @@ def _differences(wanted, current):
     return [c["name"] for c in compare(wanted, current, exact=True)]
 
 
-def apply(record, changes):
+def apply(record, changes, listing=None):
     """Make the environment match the record for these changes, reverting on failure (see the module docstring).
+    Returns once the environment is verified to match; `listing` is the state the changes were planned from,
+    when the caller has just taken it.
 
     A record from a safety point carries `wheelhouse` (its kept copies) and `wheels`; installs come from there."""
     if not changes:
         return {"installed": 0, "removed": 0}
     python = resolve_python(record.get("virtualenv"), record.get("executable") or record.get("python"))
     env = child_env(record.get("use_pip_config"))
-    before = inspect(python, record.get("use_pip_config"))
+    before = listing or inspect(python, record.get("use_pip_config"))
     before_packages = packages_of(before)
     installs = [c for c in changes if c["action"] in ("install", "change")]
     removes = [c for c in changes if c["action"] == "remove"]
