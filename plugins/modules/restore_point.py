@@ -11,12 +11,13 @@ short_description: Capture, restore, mark and prune verified restore points on a
 version_added: 0.1.0
 author: fleetops maintainers (@fleetops)
 description:
-  - A restore point is a named, verified capture of what a host runs (config files and trees, the current release
-    symlink), kept in a store on the host (O(store_path)).
+  - A restore point is a named, verified capture of what a host runs (exact pip and apt package versions, config
+    files and trees, the current release symlink), kept in a store on the host (O(store_path)).
   - O(state=present) captures a new point, or with O(point) changes an existing point's status (for example to C(bad)).
   - O(state=restored) rolls the host back to a point in one call. It takes the store lock, plans the changes, captures
-    a safety point of what is there now, applies the components in a fixed order (config, then release) and verifies
-    them. If any step fails, it re-applies the safety point and fails with exactly what was and was not restored.
+    a safety point of what is there now, applies the components in a fixed order (packages, config, then release)
+    and verifies them. If any step fails, it re-applies the safety point and fails with exactly what was and was not
+    restored.
   - O(state=absent) prunes the store to the newest O(keep) points, or removes the one point O(point). The known good
     point and the newest safety point are never removed.
 options:
@@ -51,6 +52,13 @@ options:
         C(nginx -t -c %s))."
       - "C(release) is V({path, validate}); C(path) is the C(current) symlink over release directories; C(validate) is
         run with C(%s) set to the release directory before the flip."
+      - "C(packages) is V({pip: [...], apt: {...}}). Each C(pip) entry is one environment: C(virtualenv) (or
+        C(executable), a python or pip), C(find_links) and/or C(index_url) (where a restore finds the exact versions),
+        C(prune_extra) (default true: remove what the point does not have), C(build_isolation), C(use_pip_config)
+        (default false: pip config files and C(PIP_*) are ignored). C(apt) is V({names, hold, prune_extra}): the
+        Debian packages whose versions are pinned, whether to C(apt-mark hold) them after a restore (default false),
+        and whether a named package not installed at capture is removed (default true). Restores use one pip call and
+        one apt-get call; see M(fleetops.rollback.package_snapshot) for the details."
       - With O(state=restored), an optional list of component names to restore (default all the point has).
     type: raw
   keep:
@@ -102,6 +110,12 @@ EXAMPLES = r"""
             validate: nginx -t -c %s
       release:
         path: /srv/app/current
+      packages:
+        pip:
+          - virtualenv: /srv/app/venv
+            find_links: [/srv/wheelhouse]
+        apt:
+          names: [nginx, libssl3]
 
 - name: Roll back to the known good point (one call; check mode shows the plan)
   fleetops.rollback.restore_point:

@@ -268,11 +268,14 @@ def test_bad_input_names_the_value(venv, tmp_path, one_host, playbook):
 
 # ------------------------------------------------------------------------------------------- restore points
 
-def rp_capture(store, venv, wheelhouse, extra_components=None):
-    components = {"packages": {"pip": [{"virtualenv": venv, "find_links": [wheelhouse]}]}}
-    components.update(extra_components or {})
-    return play(("Capture", "restore_point", {"store_path": str(store), "label": "good", "status": "known_good",
-                                              "components": components}))
+def rp_capture(store, venv, wheelhouse, config_paths=None):
+    """Capture through the restore_point role, as playbooks/snapshot.yml does, with the inventory-style variables."""
+    hostvars = {"rollback_store_path": str(store), "restore_point_label": "good", "restore_point_keep": 0,
+                "rollback_packages": {"pip": [{"virtualenv": venv, "find_links": [wheelhouse]}]}}
+    if config_paths:
+        hostvars["rollback_config_paths"] = config_paths
+    return ("- hosts: all\n  gather_facts: false\n  vars: %s\n  roles:\n    - fleetops.rollback.restore_point\n"
+            % json.dumps(hostvars))
 
 
 def rp_restore(store, **extra):
@@ -281,7 +284,9 @@ def rp_restore(store, **extra):
 
 def test_restore_point_packages_component(venv, wheelhouse, tmp_path, one_host, playbook):
     store = tmp_path / "store"
-    assert playbook(rp_capture(store, venv, wheelhouse), one_host).rc == 0
+    capture = playbook(rp_capture(store, venv, wheelhouse), one_host)
+    assert capture.rc == 0, capture.stdout + capture.stderr
+    assert capture.result("Capture a restore point", "target")["point"]["components"] == ["packages"]
     captured = pyenvs.freeze(venv)
     pyenvs.install(venv, wheelhouse, "fleetops-alpha==2.0", "fleetops-beta==1.1")
     upgraded = pyenvs.freeze(venv)
@@ -339,8 +344,9 @@ def test_later_component_failure_reverts_packages_through_the_safety_point(venv,
     conf.write_text("good\n")
     marker = tmp_path / "validator-ok"
     marker.write_text("")
-    components = {"config": {"paths": [{"path": str(conf), "validate": "test -e %s -a -f %%s" % marker}]}}
-    assert playbook(rp_capture(store, venv, wheelhouse, components), one_host).rc == 0
+    capture = playbook(rp_capture(store, venv, wheelhouse, [{"path": str(conf), "validate": "test -e %s -a -f %%s" % marker}]),
+                       one_host)
+    assert capture.rc == 0, capture.stdout + capture.stderr
     pyenvs.install(venv, wheelhouse, "fleetops-delta==2.0")
     conf.write_text("changed\n")
     marker.unlink()  # the config body now fails validation, after the packages were already restored
