@@ -3,9 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Exact pip snapshots of one Python environment and restores that make it match.
 
-Capture asks the target interpreter itself (importlib.metadata) for every distribution it sees, with the
-exact version and, from PEP 610 direct_url.json, whether it is an editable install, a VCS checkout or a
-direct URL. Nothing is parsed out of `pip freeze` text.
+Capture asks the target interpreter itself for every distribution on its sys.path (first one wins, as with
+importlib.metadata), with the exact version and, from PEP 610 direct_url.json, whether it is an editable
+install, a VCS checkout or a direct URL (a legacy `setup.py develop` install is found by its .egg-link).
+Nothing is parsed out of `pip freeze` text.
 
 A restore of one environment is:
   1. list what is installed now and plan the changes (install, change, remove);
@@ -78,12 +79,20 @@ def read(path):
             return stream.read().decode("utf-8", "replace")
     except OSError:
         return None
-dists, seen = [], set()
+dists, seen, listings, develop = [], set(), [], {}
 for entry in sys.path:
     try:
-        names = sorted(os.listdir(entry or "."))
+        listings.append((entry, sorted(os.listdir(entry or "."))))
     except OSError:
         continue
+    for name in listings[-1][1]:
+        if name.endswith(".egg-link"):
+            lines = [line.strip() for line in (read(os.path.join(entry, name)) or "").splitlines()]
+            if lines and lines[0]:
+                # line 1: the directory on sys.path; line 2: the project root relative to it
+                root = os.path.join(lines[0], lines[1]) if len(lines) > 1 and lines[1] else lines[0]
+                develop[os.path.normpath(lines[0])] = os.path.normpath(root)
+for entry, names in listings:
     for name in names:
         if not (name.endswith(".dist-info") or name.endswith(".egg-info")):
             continue
@@ -106,7 +115,8 @@ for entry in sys.path:
         dists.append({"key": key, "name": meta["Name"], "version": meta.get("Version") or "", "path": path,
                       "direct_url": read(os.path.join(path, "direct_url.json")) if isdir else None,
                       "installer": ((read(os.path.join(path, "INSTALLER")) if isdir else None) or "").strip() or None,
-                      "record": isdir and os.path.isfile(os.path.join(path, "RECORD"))})
+                      "record": isdir and os.path.isfile(os.path.join(path, "RECORD")),
+                      "develop": develop.get(os.path.normpath(entry))})
 sys.stdout.write(repr({"python": sys.executable, "python_version": sys.version.split()[0], "prefix": sys.prefix,
                        "paths": sysconfig.get_paths(), "dists": dists}))
 """
@@ -231,15 +241,10 @@ def source_of(dist):
                 out["subdirectory"] = direct["subdirectory"]
             return out
         return {"url": redact_url(url)}
-    path = dist.get("path") or ""
-    if path.endswith(".egg-info") and os.path.dirname(path) not in _site_dirs(dist):
-        # A legacy develop install (egg-link): the metadata lives in the source tree.
-        return {"editable": os.path.dirname(path)}
+    if dist.get("develop"):
+        # A legacy `setup.py develop` install: an .egg-link names the source tree that holds the metadata.
+        return {"editable": dist["develop"]}
     return {}
-
-
-def _site_dirs(dist):
-    return dist.get("_site_dirs", ())
 
 
 def entry(dist):
@@ -250,12 +255,7 @@ def entry(dist):
 
 def packages_of(listing):
     """The snapshot form: {canonical name: {name, version, [editable|vcs|url]}}."""
-    sites = {listing["paths"].get("purelib"), listing["paths"].get("platlib")}
-    out = {}
-    for key, dist in sorted(listing["dists"].items()):
-        dist = dict(dist, _site_dirs=sites)
-        out[key] = entry(dist)
-    return out
+    return {key: entry(dist) for key, dist in sorted(listing["dists"].items())}
 
 
 def freeze_lines(packages):

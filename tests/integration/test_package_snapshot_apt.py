@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -24,6 +25,19 @@ def sh(*argv, check=True):
     proc = subprocess.run(list(argv), capture_output=True, text=True, env=ENV, check=False)
     if check and proc.returncode != 0:
         raise AssertionError("%s failed (%d):\n%s\n%s" % (" ".join(argv), proc.returncode, proc.stdout, proc.stderr))
+    return proc
+
+
+def apt(*argv, deadline=600):
+    """apt-get, retried while another apt holds a lock that DPkg::Lock::Timeout does not cover (the lists lock)."""
+    give_up = time.monotonic() + deadline
+    while True:
+        proc = sh("apt-get", *argv, *LOCK, check=False)
+        if proc.returncode == 0 or "Could not get lock" not in proc.stderr or time.monotonic() > give_up:
+            break
+        time.sleep(1)  # poll the lock; the deadline bounds the wait
+    if proc.returncode != 0:
+        raise AssertionError("apt-get %s failed (%d):\n%s\n%s" % (" ".join(argv), proc.returncode, proc.stdout, proc.stderr))
     return proc
 
 
@@ -72,8 +86,8 @@ def lists_of(repo):
 
 
 def update_test_source():
-    sh("apt-get", "update", "-q", "-o", "Dir::Etc::sourcelist=" + SOURCE, "-o", "Dir::Etc::sourceparts=-",
-       "-o", "APT::Get::List-Cleanup=0", *LOCK)
+    apt("update", "-q", "-o", "Dir::Etc::sourcelist=" + SOURCE, "-o", "Dir::Etc::sourceparts=-",
+        "-o", "APT::Get::List-Cleanup=0")
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +95,11 @@ def apt_repo():
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         pytest.fail("the apt tests need root on a Debian-family host (apt-get, dpkg)")
     if not shutil.which("apt-ftparchive"):
-        if sh("apt-get", "install", "-y", "-q", "--no-install-recommends", "apt-utils", *LOCK, check=False).returncode:
-            sh("apt-get", "update", "-q", *LOCK)
-            sh("apt-get", "install", "-y", "-q", "--no-install-recommends", "apt-utils", *LOCK)
+        try:
+            apt("install", "-y", "-q", "--no-install-recommends", "apt-utils")
+        except AssertionError:  # a fresh machine may have no package lists yet
+            apt("update", "-q")
+            apt("install", "-y", "-q", "--no-install-recommends", "apt-utils")
     purge_test_packages()
     # apt reads file: sources as its sandbox user, so the repository lives in a world-readable place.
     repo = tempfile.mkdtemp(prefix="fleetops-apt-repo-", dir="/var/tmp")
@@ -116,13 +132,13 @@ def apt_repo():
 def probe(apt_repo):
     """fleetops-probe installed at 1.0, fleetops-probe-extra absent, nothing held; cleaned up afterwards."""
     purge_test_packages()
-    sh("apt-get", "install", "-y", "-q", "%s=1.0" % PROBE, *LOCK)
+    apt("install", "-y", "-q", "%s=1.0" % PROBE)
     yield
     purge_test_packages()
 
 
 def install(version, name=PROBE):
-    sh("apt-get", "install", "-y", "-q", "--allow-downgrades", "%s=%s" % (name, version), *LOCK)
+    apt("install", "-y", "-q", "--allow-downgrades", "%s=%s" % (name, version))
 
 
 def play(name, module, args):

@@ -23,6 +23,15 @@ def wheelhouse(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def git():
+    """git for the VCS install test; a fresh machine may not have it."""
+    if not shutil.which("git"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=300",
+                        "git"], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), check=True, capture_output=True)
+    return shutil.which("git")
+
+
+@pytest.fixture(scope="session")
 def template_venv(tmp_path_factory):
     return pyenvs.make_template(tmp_path_factory.mktemp("template") / "venv")
 
@@ -194,11 +203,12 @@ def test_prune_extra_and_not(venv, wheelhouse, tmp_path, one_host, playbook):
     assert "pip" in pyenvs.freeze(venv) and "setuptools" in pyenvs.freeze(venv)
 
 
-def test_editable_and_vcs_installs_are_recorded_and_restored_as_such(venv, wheelhouse, tmp_path, one_host, playbook):
+def test_editable_and_vcs_installs_are_recorded_and_restored_as_such(venv, wheelhouse, tmp_path, one_host, playbook,
+                                                                     git):
     project = pyenvs.write_project(str(tmp_path / "editable-src"), "fleetops-editable", "0.5")
     repo = pyenvs.write_project(str(tmp_path / "vcs-src"), "fleetops-vcs", "1.0", value="first")
-    git = ["git", "-C", repo, "-c", "user.email=t@example.invalid", "-c", "user.name=t"]
-    subprocess.run(["git", "init", "-q", repo], check=True)
+    subprocess.run([git, "init", "-q", repo], check=True)
+    git = [git, "-C", repo, "-c", "user.email=t@example.invalid", "-c", "user.name=t"]
     subprocess.run(git + ["add", "-A"], check=True)
     subprocess.run(git + ["commit", "-qm", "first"], check=True)
     first = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()

@@ -191,3 +191,34 @@ def test_apt_errors_keep_dpkg_reason():
     err = "E: Sub-process /usr/bin/dpkg returned an error code (1)\n"
     text = _apt.errors(out, err)
     assert "post-installation script subprocess returned error exit status 1" in text and "E: Sub-process" in text
+
+
+def test_listing_script_finds_dist_info_egg_info_and_develop_installs(tmp_path):
+    """Run the listing script against a fake sys.path: first wins, egg-link develop installs are editable."""
+    site = tmp_path / "site"
+    src = tmp_path / "proj" / "src"
+    (site / "alpha-1.0.dist-info").mkdir(parents=True)
+    (site / "alpha-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: Alpha\nVersion: 1.0\n\nName: no\n")
+    (site / "alpha-1.0.dist-info" / "RECORD").write_text("")
+    (site / "alpha-1.0.dist-info" / "direct_url.json").write_text('{"url": "file:///w/a.whl", "archive_info": {}}')
+    (site / "Old_Pkg-0.1-py3.11.egg-info").write_text("Metadata-Version: 1.0\nName: Old_Pkg\nVersion: 0.1\n")
+    (site / "devpkg.egg-link").write_text("%s\n../\n" % src)
+    (src / "devpkg.egg-info").mkdir(parents=True)
+    (src / "devpkg.egg-info" / "PKG-INFO").write_text("Metadata-Version: 1.0\nName: devpkg\nVersion: 2.0\n")
+    shadow = tmp_path / "later"
+    (shadow / "alpha-9.0.dist-info").mkdir(parents=True)
+    (shadow / "alpha-9.0.dist-info" / "METADATA").write_text("Name: alpha\nVersion: 9.0\n")
+    # -S: no site-packages; the standard library stays on the path (it holds no distributions).
+    script = ("import sys; sys.path[:] = [''] + %r + [p for p in sys.path if p]\n" % [str(site), str(src), str(shadow)]
+              + _pip.LIST_SCRIPT)
+    proc = __import__("subprocess").run([sys.executable, "-S", "-c", script], capture_output=True, text=True, check=True)
+    data = __import__("ast").literal_eval(proc.stdout)
+    dists = {d["key"]: d for d in data["dists"]}
+    assert set(dists) == {"alpha", "old-pkg", "devpkg"}
+    assert dists["alpha"]["version"] == "1.0" and dists["alpha"]["record"] is True
+    for dist in dists.values():
+        dist["direct_url"] = json.loads(dist["direct_url"]) if dist["direct_url"] else None
+    packages = _pip.packages_of({"dists": dists})
+    assert packages == {"alpha": {"name": "Alpha", "version": "1.0", "url": "file:///w/a.whl"},
+                        "old-pkg": {"name": "Old_Pkg", "version": "0.1"},
+                        "devpkg": {"name": "devpkg", "version": "2.0", "editable": str(tmp_path / "proj")}}
