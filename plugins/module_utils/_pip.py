@@ -728,7 +728,10 @@ def apply(record, changes, listing=None):
         failure = None
         if reqs:
             only_safety = bool(wheelhouse) and len(kept) == len(installs)
-            rc, out, err = _pip_install(python, record, reqs, env, find_links=wheelhouse, no_index=only_safety)
+            # With every wanted wheel kept, the kept copies are the only source: the wheelhouse may hold the same
+            # versions built differently, and the copies are what was installed.
+            source = dict(record, find_links=[], index_url=None) if only_safety else record
+            rc, out, err = _pip_install(python, source, reqs, env, find_links=wheelhouse, no_index=only_safety)
             if rc != 0:
                 failure = missing_message(record, out, err) or "pip install failed: %s" % pip_errors(out, err)
         if failure is None and removes:
