@@ -9,7 +9,7 @@ LINK := .collections/ansible_collections/fleetops/rollback
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: all venv demo test unit integration bench clean
+.PHONY: all venv demo test unit integration bench bench-packages clean
 
 all: test
 
@@ -39,6 +39,10 @@ integration: venv
 
 bench: venv
 	$(PY) benchmarks/rollback_immediate_bench.py
+
+bench-packages: venv
+	$(PY) benchmarks/packages_bench.py --ansible
+	$(PY) benchmarks/packages_bench.py --profile tiny
 
 clean:
 	-$(PY) tools/local_fleet.py destroy --dir .fleet 2>/dev/null
