@@ -9,7 +9,7 @@ LINK := .collections/ansible_collections/fleetops/rollback
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: all venv demo test unit integration molecule bench bench-pg bench-images clean
+.PHONY: all venv demo test unit integration molecule bench bench-pg bench-images bench-packages clean
 
 all: test
 
@@ -31,6 +31,12 @@ demo: venv
 test: venv
 	$(PY) -m pytest
 	$(MAKE) molecule
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+integration: venv
+	$(PY) -m pytest tests/integration
 
 # Molecule drills (molecule/<scenario>/): containers on a local Docker engine, images built here with
 # debootstrap (nothing is pulled). Every scenario runs, each timed; the target fails if any failed.
@@ -56,6 +62,10 @@ bench-pg: venv
 
 bench-images: venv
 	$(PY) benchmarks/images_bench.py
+
+bench-packages: venv
+	$(PY) benchmarks/packages_bench.py --ansible
+	$(PY) benchmarks/packages_bench.py --profile tiny
 
 clean:
 	-$(PY) tools/local_fleet.py destroy --dir .fleet 2>/dev/null

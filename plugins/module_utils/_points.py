@@ -15,12 +15,14 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._database_compon
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import canonical_json, sha256_bytes
 from ansible_collections.fleetops.rollback.plugins.module_utils._migrations_component import MigrationsComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._images_component import ImagesComponent
+from ansible_collections.fleetops.rollback.plugins.module_utils._packages_component import PackagesComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._release_component import ReleaseComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import MANIFEST_FORMAT, actor, utc_now
 
 # Restores apply components in this order; a safety revert runs it backwards.
 COMPONENTS = {component.name: component for component in (
-    MigrationsComponent(), DatabaseComponent(), ConfigComponent(), ReleaseComponent(), ImagesComponent())}
+    MigrationsComponent(), DatabaseComponent(), PackagesComponent(), ConfigComponent(), ReleaseComponent(),
+    ImagesComponent())}
 ORDER = list(COMPONENTS)
 CAPTURE_STATUSES = ("candidate", "known_good")
 RESTART_TIMEOUT = 300
@@ -127,9 +129,10 @@ def capture(store, components, label=None, status="candidate", kind="capture", c
     return {"changed": True, "point": summary(manifest), "reused": False}
 
 
-def _select(manifest, names, select=None):
+def _select(manifest, names, select=None, narrow=None):
     """The records to restore: the named components (all by default), each narrowed by `select`
-    ({component: [items]}) for a partial rollback, such as one config path or one package."""
+    ({component: [items]}) for a partial rollback, such as one config path or one package, and by `narrow`
+    ({component: options}), which a component's own module passes (package_snapshot's manager, only, ...)."""
     records = manifest["components"]
     if names:
         unknown = [n for n in names if n not in COMPONENTS]
@@ -153,6 +156,9 @@ def _select(manifest, names, select=None):
         if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
             raise RollbackError("select.%s: give a non-empty list of names, got %r" % (name, items))
         chosen[name] = COMPONENTS[name].select(chosen[name], items)
+    for name, options in (narrow or {}).items():
+        if name in chosen:
+            chosen[name] = COMPONENTS[name].narrow(chosen[name], options)
     return chosen
 
 
@@ -178,14 +184,14 @@ def run_restart_commands(commands):
 
 
 def restore(store, ref="known_good", names=None, select=None, check=False, diff=False, reason=None,
-            restart_commands=None):
+            restart_commands=None, narrow=None):
     started = time.monotonic()
     target = store.resolve(ref)
     if target["status"] == "bad":
         raise RollbackError("point: %s (%s) is marked bad and is never restored; mark it candidate first if you are "
                             "sure, or choose another point" % (target["id"], target.get("label") or "no label"),
                             point=summary(target))
-    records = _select(target, names, select)
+    records = _select(target, names, select, narrow)
     changes = plan(store, records, target["id"])
     result = {
         "changed": any(changes.values()),

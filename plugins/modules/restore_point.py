@@ -11,13 +11,14 @@ short_description: Capture, restore, mark and prune verified restore points on a
 version_added: 0.1.0
 author: fleetops maintainers (@fleetops)
 description:
-  - A restore point is a named, verified capture of what a host runs (config files and trees, the current release
-    symlink, Docker image tags and the containers running them), kept in a store on the host (O(store_path)).
+  - A restore point is a named, verified capture of what a host runs (exact pip and apt package versions, config
+    files and trees, the current release symlink, Docker image tags and the containers running them, a PostgreSQL
+    database and its schema revision), kept in a store on the host (O(store_path)).
   - O(state=present) captures a new point, or with O(point) changes an existing point's status (for example to C(bad)).
   - O(state=restored) rolls the host back to a point in one call. It takes the store lock, plans the changes, captures
-    a safety point of what is there now, applies the components in a fixed order (migrations, database, config,
-    release, images) and verifies
-    them. If any step fails, it re-applies the safety point and fails with exactly what was and was not restored.
+    a safety point of what is there now, applies the components in a fixed order (migrations, database, packages,
+    config, release, images) and verifies them. If any step fails, it re-applies the safety point and fails with
+    exactly what was and was not restored.
   - O(state=absent) prunes the store to the newest O(keep) points, or removes the one point O(point). The known good
     point and the newest safety point are never removed.
 options:
@@ -53,6 +54,13 @@ options:
         C(nginx -t -c %s))."
       - "C(release) is V({path, validate}); C(path) is the C(current) symlink over release directories; C(validate) is
         run with C(%s) set to the release directory before the flip."
+      - "C(packages) is V({pip: [...], apt: {...}}). Each C(pip) entry is one environment: C(virtualenv) (or
+        C(executable), a python or pip), C(find_links) and/or C(index_url) (where a restore finds the exact versions),
+        C(prune_extra) (default true: remove what the point does not have), C(build_isolation), C(use_pip_config)
+        (default false: pip config files and C(PIP_*) are ignored). C(apt) is V({names, hold, prune_extra}): the
+        Debian packages whose versions are pinned, whether to C(apt-mark hold) them after a restore (default false),
+        and whether a named package not installed at capture is removed (default true). Restores use one pip call and
+        one apt-get call; see M(fleetops.rollback.package_snapshot) for the details."
       - "C(database) is a PostgreSQL database dumped into the point's C(dumps/<id>/): V({db, login_host, port,
         login_user, login_password, login_unix_socket, maintenance_db, bin_dir, format, jobs, compress, schemas,
         exclude_schemas, tables, exclude_tables, mode, block_writes}) with the meaning they have in
@@ -80,6 +88,8 @@ options:
       - With O(state=restored), a partial rollback inside components, a dict of component name to the list of items
         to restore; the other items of that component are left as they are.
       - "C(config) takes paths that the point captured as roots, for example V({config: [/etc/app/app.env]})."
+      - "C(packages) takes package names, for example V({packages: [black]}); each pip environment and the apt set of
+        the point restore only the names they hold, and a name that no snapshot holds fails before anything changes."
       - A component named here must be one that is restored (see O(components)).
     type: dict
   keep:
@@ -135,6 +145,12 @@ EXAMPLES = r"""
       images:
         refs: [app_backend:latest, app_frontend:latest]
         containers: by_image
+      packages:
+        pip:
+          - virtualenv: /srv/app/venv
+            find_links: [/srv/wheelhouse]
+        apt:
+          names: [nginx, libssl3]
 
 - name: Roll back to the known good point (one call; check mode shows the plan)
   fleetops.rollback.restore_point:
