@@ -8,22 +8,68 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._config_component import ConfigComponent
-from ansible_collections.fleetops.rollback.plugins.module_utils._database_component import DatabaseComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import canonical_json, sha256_bytes
-from ansible_collections.fleetops.rollback.plugins.module_utils._migrations_component import MigrationsComponent
-from ansible_collections.fleetops.rollback.plugins.module_utils._images_component import ImagesComponent
-from ansible_collections.fleetops.rollback.plugins.module_utils._packages_component import PackagesComponent
-from ansible_collections.fleetops.rollback.plugins.module_utils._release_component import ReleaseComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import MANIFEST_FORMAT, actor, utc_now
 
+
+def _load_component(name):
+    """Import one component's code on first use. A restore of config and release then never compiles the
+    package, database or Docker code nor imports psycopg2 or the Docker SDK: on a fleet that is most of a
+    module call's CPU. The imports are explicit statements so that AnsiballZ still packs every file."""
+    # pylint: disable=import-outside-toplevel
+    if name == "migrations":
+        from ansible_collections.fleetops.rollback.plugins.module_utils._migrations_component import MigrationsComponent
+        return MigrationsComponent()
+    if name == "database":
+        from ansible_collections.fleetops.rollback.plugins.module_utils._database_component import DatabaseComponent
+        return DatabaseComponent()
+    if name == "packages":
+        from ansible_collections.fleetops.rollback.plugins.module_utils._packages_component import PackagesComponent
+        return PackagesComponent()
+    if name == "config":
+        from ansible_collections.fleetops.rollback.plugins.module_utils._config_component import ConfigComponent
+        return ConfigComponent()
+    if name == "release":
+        from ansible_collections.fleetops.rollback.plugins.module_utils._release_component import ReleaseComponent
+        return ReleaseComponent()
+    if name == "images":
+        from ansible_collections.fleetops.rollback.plugins.module_utils._images_component import ImagesComponent
+        return ImagesComponent()
+    raise KeyError(name)
+
+
 # Restores apply components in this order; a safety revert runs it backwards.
-COMPONENTS = {component.name: component for component in (
-    MigrationsComponent(), DatabaseComponent(), PackagesComponent(), ConfigComponent(), ReleaseComponent(),
-    ImagesComponent())}
-ORDER = list(COMPONENTS)
+ORDER = ["migrations", "database", "packages", "config", "release", "images"]
+
+
+class _Components(Mapping):
+    """name -> component instance, each built on first access (see _load_component)."""
+
+    def __init__(self, names):
+        self._names = list(names)
+        self._loaded = {}
+
+    def __getitem__(self, name):
+        if name not in self._names:
+            raise KeyError(name)
+        if name not in self._loaded:
+            self._loaded[name] = _load_component(name)
+        return self._loaded[name]
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self):
+        return len(self._names)
+
+    def __contains__(self, name):
+        return name in self._names
+
+
+COMPONENTS = _Components(ORDER)
 CAPTURE_STATUSES = ("candidate", "known_good")
 RESTART_TIMEOUT = 300
 
