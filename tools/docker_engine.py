@@ -16,8 +16,6 @@ Exit codes: 0 done (or nothing to do), 1 failed (the message says what and where
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import os
 import shutil
 import socket
@@ -26,7 +24,12 @@ import sys
 import tempfile
 import time
 
-# Shared with tests/integration/docker_env.py on the images branch: one dockerd, one apt at a time.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tools import system_packages  # noqa: E402  pylint: disable=wrong-import-position
+from tools.system_packages import file_lock  # noqa: E402  pylint: disable=wrong-import-position
+
+# Shared with tests/integration/docker_env.py: one dockerd start at a time (apt has its own lock).
 BOOTSTRAP_LOCK = os.path.join(tempfile.gettempdir(), "fleetops-docker-bootstrap.lock")
 IMAGES_LOCK = os.path.join(tempfile.gettempdir(), "fleetops-molecule-images.lock")
 PIDFILE = "/run/fleetops-dockerd.pid"
@@ -37,8 +40,6 @@ ENGINE_DEADLINE = 90.0
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 IMAGE_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8")
-APT_ENV = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-APT_OPTS = ["-o", "DPkg::Lock::Timeout=600", "-q", "-y"]
 
 
 class EngineError(Exception):
@@ -47,16 +48,6 @@ class EngineError(Exception):
 
 def log(message):
     print("docker_engine: %s" % message, flush=True)
-
-
-@contextlib.contextmanager
-def file_lock(path):
-    with open(path, "a+", encoding="ascii") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def run(argv, **kwargs):
@@ -70,13 +61,10 @@ def run(argv, **kwargs):
 
 
 def apt_install(*packages):
-    """apt-get install under the bootstrap lock; refresh the package lists once if that fails."""
-    argv = ["apt-get", "install", "--no-install-recommends"] + APT_OPTS + list(packages)
-    with file_lock(BOOTSTRAP_LOCK):
-        proc = subprocess.run(argv, env=APT_ENV, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], env=APT_ENV, capture_output=True, check=False)
-            run(argv, env=APT_ENV)
+    try:
+        system_packages.apt_install(*packages)
+    except system_packages.AptError as exc:
+        raise EngineError(str(exc)) from None
 
 
 # --- engine ----------------------------------------------------------------------------------------
@@ -207,7 +195,7 @@ def build_apt_image(name, base, packages):
             "set -e",
             _POLICY_RC_D,
             "apt-get update -q",
-            "apt-get install --no-install-recommends %s %s" % (" ".join(APT_OPTS), " ".join(packages)),
+            "apt-get install --no-install-recommends %s %s" % (" ".join(system_packages.APT_OPTS), " ".join(packages)),
             "apt-get clean",
             "rm -rf /var/lib/apt/lists/* /usr/sbin/policy-rc.d",
         ])

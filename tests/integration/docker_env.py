@@ -1,27 +1,27 @@
 """A real Docker engine (and registry) for the tests and the images benchmark, set up from nothing.
 
-- `ensure_engine()` installs docker.io with apt-get when dockerd is missing and starts dockerd in the background
-  when no engine answers on the local socket (pidfile /run/fleetops-dockerd.pid, log /var/log/fleetops-dockerd.log).
-  It is left running: the next test run or benchmark reuses it.
+- `ensure_engine()`: tools/docker_engine.py installs docker.io when dockerd is missing and starts dockerd in the
+  background when no engine answers on the local socket (pidfile /run/fleetops-dockerd.pid, log
+  /var/log/fleetops-dockerd.log). It is left running: the next test run or benchmark reuses it.
 - `build_app_images(client, repo)` builds the test application with no registry: a scratch image holding a
   static busybox that serves HTTP with `busybox httpd` (tags v1 healthy, v2 unhealthy, broken exits at once).
 - `Registry` runs Debian's docker-registry on 127.0.0.1 with a temporary config and storage.
 
-Everything shared (apt/dpkg, starting dockerd) happens under one file lock, so two pytest-xdist workers can call
-these at once.
+apt-get (tools/system_packages.py) and starting dockerd each run under a machine-wide file lock, so two
+pytest-xdist workers, or a test run and `make molecule`, can call these at once.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import itertools
 import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -30,75 +30,23 @@ import warnings
 
 import docker
 
-LOCK = os.path.join(tempfile.gettempdir(), "fleetops-docker-bootstrap.lock")
-PIDFILE = "/run/fleetops-dockerd.pid"
-LOG = "/var/log/fleetops-dockerd.log"
-SOCKET = "unix:///var/run/docker.sock"
-ENGINE_DEADLINE = 90
-APT_ENV = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-APT_OPTS = ["-o", "DPkg::Lock::Timeout=600", "-q", "-y"]
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
 
+from tools import docker_engine  # noqa: E402  pylint: disable=wrong-import-position
+from tools.system_packages import apt_install  # noqa: E402  pylint: disable=wrong-import-position
 
-@contextlib.contextmanager
-def bootstrap_lock():
-    with open(LOCK, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def apt_install(*packages):
-    """apt-get install, refreshing the package lists once if a package is unknown."""
-    argv = ["apt-get", "install", "--no-install-recommends"] + APT_OPTS + list(packages)
-    proc = subprocess.run(argv, env=APT_ENV, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=APT_ENV, capture_output=True, check=False)
-        proc = subprocess.run(argv, env=APT_ENV, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError("apt-get install %s failed:\n%s\n%s" % (" ".join(packages), proc.stdout[-2000:], proc.stderr[-2000:]))
-
-
-def _ping():
-    try:
-        client = docker.APIClient(base_url=SOCKET, version="auto", timeout=10)
-        client.ping()
-        return True
-    except Exception:  # pylint: disable=broad-except
-        return False
-
-
-def _pid_alive(path):
-    try:
-        with open(path, encoding="ascii") as stream:
-            pid = int(stream.read().strip())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
+SOCKET = "unix://" + docker_engine.SOCKET_PATH
 
 
 def ensure_engine():
-    """A Docker engine answering on the local socket; returns a docker.DockerClient."""
-    with bootstrap_lock():
-        if not _ping():
-            if not shutil.which("dockerd"):
-                apt_install("docker.io")
-            if not _pid_alive(PIDFILE):
-                with open(LOG, "ab") as log:
-                    subprocess.Popen(["dockerd", "--pidfile", PIDFILE, "--host", SOCKET], stdin=subprocess.DEVNULL,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-            deadline = time.monotonic() + ENGINE_DEADLINE
-            delay = 0.05
-            while not _ping():
-                if time.monotonic() > deadline:
-                    with open(LOG, "rb") as log:
-                        tail = log.read()[-3000:].decode("utf-8", "replace")
-                    raise RuntimeError("dockerd did not answer on %s within %ss; %s ends with:\n%s"
-                                       % (SOCKET, ENGINE_DEADLINE, LOG, tail))
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
+    """A Docker engine answering on the local socket (tools/docker_engine.py installs docker.io and starts
+    dockerd when needed, under the lock every caller on the machine shares); returns a docker.DockerClient."""
+    try:
+        docker_engine.ensure_engine()
+    except docker_engine.EngineError as exc:
+        raise RuntimeError(str(exc)) from None
     return docker.DockerClient(base_url=SOCKET, version="auto", timeout=120)
 
 
@@ -112,9 +60,8 @@ def _static_busybox():
 
 
 def ensure_busybox():
-    with bootstrap_lock():
-        if not _static_busybox():
-            apt_install("busybox-static")
+    if not _static_busybox():
+        apt_install("busybox-static")
     path = _static_busybox()
     if not path:
         raise RuntimeError("/bin/busybox is not statically linked even after installing busybox-static")
@@ -285,9 +232,8 @@ class Registry:
         self.auth = auth  # (username, password): htpasswd (bcrypt) auth, answered with a Basic challenge
 
     def start(self):
-        with bootstrap_lock():
-            if not shutil.which("docker-registry"):
-                apt_install("docker-registry")
+        if not shutil.which("docker-registry"):
+            apt_install("docker-registry")
         storage = os.path.join(self.workdir, "storage")
         os.makedirs(storage, exist_ok=True)
         config = os.path.join(self.workdir, "config.yml")

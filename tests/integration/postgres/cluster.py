@@ -11,8 +11,6 @@ password role (`ROLE`, password `PASSWORD`) gets a real password check over 127.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import glob
 import os
 import pwd
@@ -20,11 +18,17 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import sys
 import time
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+from tools.system_packages import AptError, apt_install  # noqa: E402  pylint: disable=wrong-import-position
 
 ROLE = "fleet"
 PASSWORD = "fleet-Pa55:word\\with-specials"
-APT_LOCK = os.path.join(tempfile.gettempdir(), "fleetops-apt.lock")
 
 
 class PgClusterError(RuntimeError):
@@ -43,31 +47,16 @@ def bin_dirs():
     return sorted(found, key=lambda d: int(d.split("/")[-2]) if d.split("/")[-2].isdigit() else 0, reverse=True)
 
 
-@contextlib.contextmanager
-def apt_lock():
-    """apt and dpkg are one resource for every test process on the machine."""
-    with open(APT_LOCK, "a") as stream:
-        fcntl.flock(stream, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(stream, fcntl.LOCK_UN)
-
-
 def ensure_installed():
     """The PostgreSQL server (initdb, pg_ctl, pg_dump, pg_restore, pgbench): from Debian when missing."""
     if bin_dirs():
         return bin_dirs()[0]
     if os.geteuid() != 0:
         raise PgClusterError("PostgreSQL is not installed and the tests do not run as root to install it")
-    with apt_lock():
-        if not bin_dirs():
-            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-            subprocess.run(["apt-get", "update"], env=env, check=True, capture_output=True)
-            proc = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "postgresql",
-                                   "postgresql-contrib"], env=env, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise PgClusterError("apt-get install postgresql failed: %s" % proc.stderr[-2000:])
+    try:
+        apt_install("postgresql", "postgresql-contrib")
+    except AptError as exc:
+        raise PgClusterError(str(exc)) from None
     if not bin_dirs():
         raise PgClusterError("PostgreSQL was installed but no /usr/lib/postgresql/*/bin/initdb exists")
     return bin_dirs()[0]
