@@ -84,9 +84,11 @@ changelog: venv
 	$(VENV)/bin/antsibull-changelog lint
 	$(VENV)/bin/antsibull-changelog release
 
-# Module, role and playbook reference in docs/ (antsibull-docs), next to the hand-written guides there.
+# Module and role reference in docs/reference (antsibull-docs), next to the hand-written guides in docs/.
+# DOCS_STRICT=1 fails when a plugin's DOCUMENTATION does not pass antsibull-docs' schema (error pages otherwise).
+DOCS_DEST ?= docs/reference
 docs: venv
-	$(PY) tools/build_docs.py
+	$(PY) tools/build_docs.py --dest $(DOCS_DEST) $(if $(DOCS_STRICT),--strict)
 
 clean:
 	-$(PY) tools/local_fleet.py destroy --dir .fleet 2>/dev/null
