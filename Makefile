@@ -9,7 +9,7 @@ LINK := .collections/ansible_collections/fleetops/rollback
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: all venv demo test unit integration molecule bench bench-pg bench-images bench-packages clean
+.PHONY: all venv demo test unit integration molecule bench bench-pg bench-images bench-packages collection ee changelog docs clean
 
 all: test
 
@@ -67,7 +67,30 @@ bench-packages: venv
 	$(PY) benchmarks/packages_bench.py --ansible
 	$(PY) benchmarks/packages_bench.py --profile tiny
 
+# The collection tarball, what `ansible-galaxy collection install --offline --no-deps build/<tarball>` installs.
+COLLECTION_VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
+COLLECTION_TARBALL := build/fleetops-rollback-$(COLLECTION_VERSION).tar.gz
+collection: venv
+	$(VENV)/bin/ansible-galaxy collection build --force --output-path build .
+
+# The execution environment's build context (build/ee-context) for ansible-builder build / podman / docker.
+ee: collection
+	mkdir -p build/ee
+	cp $(COLLECTION_TARBALL) build/ee/fleetops-rollback.tar.gz
+	$(VENV)/bin/ansible-builder create -f execution-environment.yml --context build/ee-context --output-filename Containerfile
+
+# Lint every fragment, add the fragments no release lists yet to the release galaxy.yml names, write CHANGELOG.md.
+changelog: venv
+	$(VENV)/bin/antsibull-changelog lint
+	$(VENV)/bin/antsibull-changelog release
+
+# Module and role reference in docs/reference (antsibull-docs), next to the hand-written guides in docs/.
+# DOCS_STRICT=1 fails when a plugin's DOCUMENTATION does not pass antsibull-docs' schema (error pages otherwise).
+DOCS_DEST ?= docs/reference
+docs: venv
+	$(PY) tools/build_docs.py --dest $(DOCS_DEST) $(if $(DOCS_STRICT),--strict)
+
 clean:
 	-$(PY) tools/local_fleet.py destroy --dir .fleet 2>/dev/null
 	-MOLECULE_GLOB='molecule/*/molecule.yml' $(VENV)/bin/molecule destroy --all >/dev/null 2>&1
-	rm -rf $(VENV) .collections .fleet .pytest_cache .hypothesis
+	rm -rf $(VENV) .collections .fleet .pytest_cache .hypothesis build

@@ -36,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
 import docker_env  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_runner import ansible_env, local_inventory  # noqa: E402  pylint: disable=wrong-import-position
+from playbook_runner import ansible_env, local_inventory  # noqa: E402  pylint: disable=wrong-import-position
 
 BIN = os.path.dirname(sys.executable)
 

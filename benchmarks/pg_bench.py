@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 
 from postgres.cluster import PASSWORD, ROLE, PgCluster  # noqa: E402
-from ansible_runner import local_inventory, run_playbook  # noqa: E402
+from playbook_runner import local_inventory, run_playbook  # noqa: E402
 from ansible_collections.fleetops.rollback.plugins.module_utils import _pg, _pg_ops  # noqa: E402
 
 

@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ansible_runner import local_inventory, run_playbook  # noqa: E402
+from playbook_runner import local_inventory, run_playbook  # noqa: E402
 # A PostgreSQL cluster started by the suite itself (one per xdist worker), for any test that asks for it.
 from postgres.fixtures import pg_cluster, pg_database  # noqa: E402,F401
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from ansible_runner import local_inventory
+from playbook_runner import local_inventory
 from health_endpoints import HealthEndpoints
 
 GATE = "fleetops.rollback.health_gate : Wait until the hosts pass their health checks"

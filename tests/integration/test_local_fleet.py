@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from ansible_runner import BIN, ansible_env
+from playbook_runner import BIN, ansible_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if ROOT not in sys.path:

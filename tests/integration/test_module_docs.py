@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ansible_runner import ROOT, ansible_env
+from playbook_runner import ROOT, ansible_env
 
 MODULES = sorted(name[:-3] for name in os.listdir(os.path.join(ROOT, "plugins", "modules")) if name.endswith(".py"))
 

@@ -270,7 +270,7 @@ def test_a_second_rollback_is_refused_by_the_lock(host, one_host, playbook):
 
 def test_two_concurrent_rollbacks_one_wins(host, one_host, tmp_path):
     """Two real ansible-playbook runs at once on one host: exactly one restores, the other is refused."""
-    from ansible_runner import run_playbook  # noqa: E402  pylint: disable=import-outside-toplevel
+    from playbook_runner import run_playbook  # noqa: E402  pylint: disable=import-outside-toplevel
     from concurrent.futures import ThreadPoolExecutor  # pylint: disable=import-outside-toplevel
     slow = "%s -c 'import time; time.sleep(6)' %%s" % sys.executable
     assert run_playbook(capture_play(host, release={"validate": slow}), one_host).rc == 0
