@@ -83,6 +83,12 @@ options:
         dict of names to options for this run only, for example V({database: {login_password: ...}}) (values of
         C(login_password) are hidden from the output like any no_log value)."
     type: raw
+  database_password:
+    description:
+      - With O(state=restored), the password of the C(database) component's C(login_user) for this run. It is never
+        stored, and unlike O(components) given as a dict it does not narrow which components are restored.
+      - Points store no passwords; without this, the restore uses E(PGPASSWORD), C(~/.pgpass) or peer authentication.
+    type: str
   select:
     description:
       - With O(state=restored), a partial rollback inside components, a dict of component name to the list of items
@@ -237,6 +243,7 @@ class RestorePointModule(ModuleBase):
         reason=dict(type="str"),
         restart_commands=dict(type="list", elements="list"),
         select=dict(type="dict"),
+        database_password=dict(type="str", no_log=True),
     )
 
     def run(self):
@@ -250,6 +257,8 @@ class RestorePointModule(ModuleBase):
             return self.present(store)
         if state == "restored":
             names = self.component_names()
+            if self.params["database_password"]:
+                _points.COMPONENTS["database"].runtime({"login_password": self.params["database_password"]})
             commands = [[str(arg) for arg in argv] for argv in self.params["restart_commands"] or []]
             if any(not argv for argv in commands):
                 raise RollbackError("restart_commands: every command must be a non-empty argv list, got %r"

@@ -186,3 +186,35 @@ def test_failed_database_restore_is_reverted_by_the_safety_point(pg_database, tm
     assert failed["component_state"] == {"database": "reverted to pre-rollback state"}
     assert app_state(db) == before
     assert not [d for d in db.cluster.databases() if "_fleetops_" in d]
+
+
+def test_rollback_role_passes_the_database_password_and_never_shows_it(pg_database, tmp_path, one_host, playbook):
+    # A point with a database reached over TCP with a password: the rollback role (as every rollback playbook
+    # uses it) restores it with rollback_database_password, which shows up in no output, result or journal.
+    db = pg_database
+    store = str(tmp_path / "store")
+    capture = playbook(play("Capture", {"store_path": store, "label": "good", "status": "known_good",
+                                        "components": {"database": db.login()}}), one_host)
+    assert capture.rc == 0, capture.stdout + capture.stderr
+    good = app_state(db)
+    db.cluster.pgbench_run(db.name, transactions=100)
+    assert app_state(db) != good
+    rollback = """
+- hosts: all
+  gather_facts: false
+  roles:
+    - role: fleetops.rollback.rollback
+      vars:
+        rollback_store_path: %s
+        rollback_gate: false
+        rollback_restart_services: false
+""" % store
+    without = playbook(rollback, one_host, env={"PGPASSWORD": ""})
+    assert without.rc != 0, "the restore should need the password"
+    run = playbook(rollback, one_host, extra_vars={"rollback_database_password": PASSWORD}, args=["-v"])
+    assert run.rc == 0, run.stdout + run.stderr
+    assert run.result("Restore the host to its restore point", "target")["changed"] is True
+    assert app_state(db) == good
+    with open(os.path.join(store, "journal.jsonl"), encoding="utf-8") as stream:
+        journal = stream.read()
+    assert PASSWORD not in run.stdout + run.stderr + json.dumps(run.results) + journal
