@@ -368,3 +368,31 @@ def test_later_component_failure_reverts_packages_through_the_safety_point(venv,
     assert result["component_state"]["packages"] == "reverted to pre-rollback state", result
     assert pyenvs.tree_state(venv) == before
     assert conf.read_text() == "changed\n"
+
+
+def test_rollback_partial_playbook_rolls_back_one_package(venv, wheelhouse, tmp_path, one_host, playbook):
+    # playbooks/rollback_partial.yml -e '{"rollback_packages": [...]}': only that package goes back; the other
+    # upgraded package stays upgraded, and a name no snapshot holds fails before anything changes.
+    store = tmp_path / "store"
+    capture = playbook(rp_capture(store, venv, wheelhouse), one_host)
+    assert capture.rc == 0, capture.stdout + capture.stderr
+    pyenvs.install(venv, wheelhouse, "fleetops-alpha==2.0", "fleetops-beta==1.1")
+    upgraded = pyenvs.freeze(venv)
+    partial = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                           "playbooks", "rollback_partial.yml")
+    common = {"rollback_store_path": str(store), "rollback_gate": False, "rollback_restart_services": False}
+
+    unknown = playbook(partial, one_host, extra_vars=dict(common, rollback_packages=["fleetops-nosuch"]))
+    assert unknown.rc != 0
+    assert "fleetops-nosuch not in this point's package snapshots" in \
+        unknown.result("Restore the host to its restore point", "target")["msg"]
+    assert pyenvs.freeze(venv) == upgraded
+
+    run = playbook(partial, one_host, extra_vars=dict(common, rollback_packages=["fleetops_alpha"]))
+    assert run.rc == 0, run.stdout + run.stderr
+    changes = run.result("Restore the host to its restore point", "target")["plan"]["packages"]["changes"]
+    assert [(c["name"], c["from"]["version"], c["to"]["version"]) for c in changes] == [("fleetops-alpha", "2.0", "1.0")]
+    after = pyenvs.freeze(venv)
+    assert after["fleetops-alpha"] == "fleetops-alpha==1.0" and after["fleetops-beta"] == "fleetops-beta==1.1"
+    assert {k: v for k, v in after.items() if k != "fleetops-alpha"} == \
+        {k: v for k, v in upgraded.items() if k != "fleetops-alpha"}
