@@ -461,8 +461,8 @@ def prometheus_query(base_url, query, timeout, headers=None, validate_certs=True
         response.close()
     try:
         answer = json.loads(data.decode("utf-8"))
-        if not isinstance(answer, dict):
-            raise ValueError("not an object")
+        if not isinstance(answer, dict) or answer.get("status") not in ("success", "error"):
+            raise ValueError("not an answer of the Prometheus HTTP API")
     except (ValueError, UnicodeDecodeError):
         raise PrometheusError("Prometheus %s: status %s, the answer is not the JSON of the HTTP API (is %s a "
                               "Prometheus server?): %s" % (shown, status, shown, _show(_tail(data)))) from None
