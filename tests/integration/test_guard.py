@@ -165,8 +165,20 @@ def test_user_matrix_turns_the_decision_into_a_partial_config_rollback(watched, 
     """guard_matrix makes the error rate a partial matter: only config is restored (the release stays 4)."""
     fleet, sel, _ = watched(2)
     assert all(ok for _, ok, _ in local_fleet.deploy(fleet, 4, action="restart"))
-    run = playbook(GUARD, fleet.inventory, extra_vars=guard_vars(
-        prometheus, sel, tmp_path, guard_matrix={"error-rate-high": {"decision": "partial", "threshold": 0.1}}))
+    extra = guard_vars(prometheus, sel, tmp_path,
+                       guard_matrix={"error-rate-high": {"decision": "partial", "threshold": 0.1}})
+
+    # Check mode decides the same and predicts the partial rollback, but changes nothing.
+    check = playbook(GUARD, fleet.inventory, extra_vars=extra, check=True)
+    assert check.rc == 0, check.stdout[-5000:]
+    assert report_of(tmp_path)["decision"] == "partial" and report_of(tmp_path)["check_mode"] is True
+    for host in fleet.hosts:
+        planned = check.result("Restore the host to its restore point", host.name)
+        assert planned["changed"] and set(planned["plan"]) == {"config"}
+        assert os.path.exists(os.path.join(host.root, "etc/app/conf.d/30-errors.env"))
+    assert versions(fleet) == [(200, "4.0.0")] * 2
+
+    run = playbook(GUARD, fleet.inventory, extra_vars=extra)
     assert run.rc == 0, run.stdout[-5000:]
     report = report_of(tmp_path)
     assert report["decision"] == "partial" and report["rollback"] == "rollback_partial.yml"
@@ -179,6 +191,34 @@ def test_user_matrix_turns_the_decision_into_a_partial_config_rollback(watched, 
         assert os.readlink(os.path.join(host.root, "srv/app/current")) == "releases/4"
     assert versions(fleet) == [(200, "4.0.0")] * 2
     prometheus.wait_for(error_rate(sel).replace("[10s]", "[3s]"), lambda values: values == [0.0])
+
+
+@pytest.mark.slow
+def test_a_standard_decision_runs_the_standard_rollback(watched, prometheus, playbook, tmp_path):
+    """Latency against a baseline: release 1 with LATENCY_MS=300 is far over 1.25 x the fleet's usual p95, so the
+    guard runs rollback_standard.yml (plan saved under the guard's run id, canary then batches, bad point marked)."""
+    fleet, sel, _ = watched(2)
+    baseline = prometheus.query(p95(sel))[0][1]
+    for host in fleet.hosts:
+        with open(os.path.join(host.root, "etc/app/conf.d/90-slow.env"), "w", encoding="utf-8") as stream:
+            stream.write("LATENCY_MS=300\n")
+    assert all(ok for _, ok, _ in local_fleet.restart(fleet))
+    run = playbook(GUARD, fleet.inventory, extra_vars=guard_vars(
+        prometheus, sel, tmp_path, guard_queries={"latency_p95": p95(sel)},
+        guard_signals={"baseline_latency_p95": baseline}))
+    assert run.rc == 0, run.stdout[-5000:]
+    report = report_of(tmp_path)
+    assert report["decision"] == "standard" and report["matched_rule"] == "latency-p95-degraded", report["reason"]
+    assert report["signals"]["latency_p95"] > 0.25 and report["signals"]["baseline_latency_p95"] == baseline
+    assert "latency_p95" in report["reason"] and "1.25 x baseline_latency_p95" in report["reason"]
+    assert os.path.exists(tmp_path / "reports" / "plan-guard-test.json")
+    for host in fleet.hosts:
+        assert run.result("Restore the host to its restore point", host.name)["changed"]
+        assert not os.path.exists(os.path.join(host.root, "etc/app/conf.d/90-slow.env"))
+        marks = [e for e in journal(host) if e["event"] == "mark" and e["status"] == "bad"]
+        assert marks, "the abandoned state of %s was not marked bad" % host.name
+    assert versions(fleet) == [(200, "1.0.0")] * 2
+    assert report["outcome"]["recovered"] == [h.name for h in fleet.hosts]
 
 
 # ---------------------------------------------------------------------------- the prometheus check type
