@@ -85,10 +85,21 @@ def ensure_installed():
                 continue
             raise RuntimeError("apt-get install prometheus failed (%d):\n%s\n%s"
                                % (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))
+        _stop_package_service()
         found = binary()
         if not found:
             raise RuntimeError("apt-get installed prometheus but no prometheus binary is on PATH or at %s" % BINARY)
         return found
+
+
+def _stop_package_service():
+    """The package may have started its own service (on a host with systemd and no policy-rc.d): the tests never
+    use it, so the install leaves it stopped and disabled, as the machine was."""
+    if os.path.isdir("/run/systemd/system") and shutil.which("systemctl"):
+        for action in ("stop", "disable"):
+            subprocess.run(["systemctl", action, "prometheus.service"], capture_output=True, check=False)
+    elif os.path.exists("/etc/init.d/prometheus") and shutil.which("invoke-rc.d"):
+        subprocess.run(["invoke-rc.d", "prometheus", "stop"], capture_output=True, check=False)
 
 
 def _get_json(url, timeout=5.0):

@@ -320,3 +320,22 @@ def test_prometheus_answers_a_check_must_handle(watched, prometheus):
     not_prometheus = parse_check({"type": "prometheus", "url": "http://127.0.0.1:%d" % fleet.hosts[0].port,
                                   "query": "up", "max": 1}, "c").run(5)
     assert not not_prometheus["ok"] and "the answer is not the JSON of the HTTP API" in not_prometheus["error"]
+
+
+def test_a_blind_guard_fails_instead_of_saying_none(playbook, one_host, tmp_path):
+    """Prometheus unreachable: the report is written, but the run fails rather than call the deploy healthy."""
+    import socket  # pylint: disable=import-outside-toplevel
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    run = playbook(GUARD, one_host, extra_vars={
+        "guard_prometheus_url": "http://127.0.0.1:%d" % closed, "guard_queries": {"error_rate": "vector(0)"},
+        "guard_health": False, "guard_window": 2, "guard_interval": 1,
+        "rollback_report_dir": str(tmp_path / "reports"), "guard_run_id": "guard-test"})
+    assert run.rc != 0
+    failed = run.result("Fail when no query could be measured (a blind guard's `none` is no evidence of health)",
+                        "target")
+    assert "none of the 1 queries could be measured" in failed["msg"] and "connection refused" in failed["msg"]
+    report = report_of(tmp_path)
+    assert report["decision"] == "none" and report["query_errors"]["error_rate"].endswith("connection refused")
+    assert not run.for_task("Restore the host to its restore point")
