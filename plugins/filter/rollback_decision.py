@@ -32,11 +32,11 @@ description:
     C(health-failing-ratio): health_failure_ratio > 0 -> immediate;
     C(service-unavailable): unavailable_seconds > 300 -> immediate;
     C(error-rate-increase): error_rate > 1.1 x baseline_error_rate (and at least 0.01) -> standard;
-    C(latency-p95-degraded) and C(latency-p99-degraded): latency > 1.25 x its baseline -> standard;
+    C(latency-p95-degraded) and C(latency-p99-degraded): latency > 1.5 x its baseline -> standard;
     C(tests-failing): test_pass_rate < 0.95 -> standard;
     C(memory-increase): memory_increase > 0.3 -> standard;
     C(memory-leak): memory_growth_rate > 0.1 -> standard;
-    C(latency-p95-minor) and C(latency-p99-minor): latency > 1.2 x its baseline -> partial."
+    C(latency-p95-minor) and C(latency-p99-minor): latency > 1.25 x its baseline -> partial."
   - >-
     Bad input fails with a message naming the signal or rule and the value, for example
     C(signals: unknown signal 'eror_rate' ...) or C(signals.error_rate: 5 is not a fraction between 0 and 1 ...).

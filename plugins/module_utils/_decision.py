@@ -114,12 +114,12 @@ DEFAULT_MATRIX = (
      "source": "000 automatic trigger 'error rate increase > 10%' (read as relative to the baseline: an "
                "absolute 10% is already error-rate-high), impact High -> rollback within 30 minutes"},
     {"id": "latency-p95-degraded", "signal": "latency_p95", "op": ">", "baseline": "baseline_latency_p95",
-     "factor": 1.25, "decision": STANDARD,
-     "source": "000 automatic trigger 'response time degradation > 25%', decision matrix High/Performance "
-               "(auto, < 30 min); 001 performance_degradation (> 1.5 x baseline: gradual rollback); 003 "
-               "'performance degradation > 50%'. 002 calls > 50% immediate: override the decision for that"},
+     "factor": 1.5, "decision": STANDARD,
+     "source": "001 performance_degradation (response time > 1.5 x baseline: HIGH, gradual rollback); 003 "
+               "'performance degradation > 50% from baseline'; 000 decision matrix High/Performance (auto, < 30 "
+               "min); docs/choosing-a-rollback.md. 002 calls > 50% immediate: override the decision for that"},
     {"id": "latency-p99-degraded", "signal": "latency_p99", "op": ">", "baseline": "baseline_latency_p99",
-     "factor": 1.25, "decision": STANDARD,
+     "factor": 1.5, "decision": STANDARD,
      "source": "as latency-p95-degraded, on the 99th percentile"},
     {"id": "tests-failing", "signal": "test_pass_rate", "op": "<", "threshold": 0.95,
      "decision": STANDARD,
@@ -135,11 +135,12 @@ DEFAULT_MATRIX = (
                "planned, batched path is the standard rollback)"},
     # ------------------------------------------------------------------ partial: one thing is wrong
     {"id": "latency-p95-minor", "signal": "latency_p95", "op": ">", "baseline": "baseline_latency_p95",
-     "factor": 1.2, "decision": PARTIAL,
-     "source": "000 automatic trigger 'performance degradation > 20%'; 002 minor performance impact (< 25% "
-               "degradation): turn the one feature off (its config) instead of rolling everything back"},
+     "factor": 1.25, "decision": PARTIAL,
+     "source": "000 automatic trigger 'response time degradation > 25%'; 002 minor performance impact: turn "
+               "the one feature off (its config) instead of rolling everything back; from 1.5 x it is "
+               "latency-p95-degraded"},
     {"id": "latency-p99-minor", "signal": "latency_p99", "op": ">", "baseline": "baseline_latency_p99",
-     "factor": 1.2, "decision": PARTIAL,
+     "factor": 1.25, "decision": PARTIAL,
      "source": "as latency-p95-minor, on the 99th percentile"},
 )
 
