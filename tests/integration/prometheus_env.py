@@ -1,8 +1,9 @@
 """A real Prometheus server from Debian for the tests, set up from nothing and cleaned up.
 
-- `ensure_installed()` installs Debian's `prometheus` package with apt-get when the binary is missing,
-  under a file lock (two pytest-xdist workers may ask at once; apt/dpkg waits for other apt runs). The
-  package's own service is never used (containers usually forbid starting it anyway).
+- `ensure_installed()` installs Debian's `prometheus` package when the binary is missing, through
+  tools/system_packages.py (the machine-wide apt lock) under a file lock of its own (two pytest-xdist
+  workers may ask at once). The package's own service is never used: if the install started it, it is
+  stopped and disabled again.
 - `Prometheus(workdir)` runs the binary as a child process on 127.0.0.1 with a generated config, its
   own `--storage.tsdb.path` under `workdir`, a 1 s scrape interval and a `file_sd` targets file, so a test
   points it at its fleet with `scrape(fleet)` without restarting it. `stop()` ends it.
@@ -11,7 +12,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -29,28 +29,12 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from tools import fleet as local_fleet  # noqa: E402  pylint: disable=wrong-import-position
+from tools import system_packages  # noqa: E402  pylint: disable=wrong-import-position
 
 LOCK = os.path.join(tempfile.gettempdir(), "fleetops-prometheus-bootstrap.lock")
 BINARY = "/usr/bin/prometheus"
-APT_ENV = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C.UTF-8")
-APT_OPTS = ["-o", "DPkg::Lock::Timeout=600", "-q", "-y", "--no-install-recommends"]
-INSTALL_DEADLINE = 900
 READY_DEADLINE = 60
 JOB = "fleet"
-
-
-@contextlib.contextmanager
-def _bootstrap_lock():
-    with open(LOCK, "a+", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _apt(*argv):
-    return subprocess.run(["apt-get", *argv], env=APT_ENV, capture_output=True, text=True, check=False)
 
 
 def binary():
@@ -58,33 +42,18 @@ def binary():
 
 
 def ensure_installed():
-    """The prometheus binary, installed from Debian when missing (idempotent, under a file lock)."""
+    """The prometheus binary, installed from Debian when missing (idempotent; tools/system_packages.py holds the
+    machine-wide apt lock, this file's lock makes one worker install while the others wait for it)."""
     found = binary()
     if found:
         return found
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise RuntimeError("the Prometheus tests need the `prometheus` binary, or root and apt-get to install it")
-    with _bootstrap_lock():
+    with system_packages.file_lock(LOCK):
         found = binary()
         if found:
             return found
-        give_up = time.monotonic() + INSTALL_DEADLINE
-        updated = False
-        while True:
-            proc = _apt("install", *APT_OPTS, "prometheus")
-            if proc.returncode == 0:
-                break
-            text = proc.stdout + proc.stderr
-            if "Could not get lock" in text and time.monotonic() < give_up:
-                time.sleep(1)  # another apt holds the lists lock (DPkg::Lock::Timeout covers only dpkg's): poll it
-                continue
-            if not updated and ("Unable to locate package" in text or "has no installation candidate" in text
-                                or "404" in text):
-                _apt("update", "-q")  # a fresh machine may have no package lists yet
-                updated = True
-                continue
-            raise RuntimeError("apt-get install prometheus failed (%d):\n%s\n%s"
-                               % (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))
+        system_packages.apt_install("prometheus")
         _stop_package_service()
         found = binary()
         if not found:
