@@ -3,14 +3,25 @@
 It runs from a release directory (<host_root>/srv/app/releases/<N>/app.py, usually through the
 `current` symlink) and serves on 127.0.0.1:
 
+  GET /         the application's work: 200 {"app": ..., "version": ...}, or 500 for an injected error
   GET /health   200 {"status": "ok", "version": ...} or 503 {"status": "fail", "reason": ...}
   GET /version  200 {"version": ..., "release": <release directory name>}
-  GET /metrics  Prometheus text: app_requests_total{code=...}, app_info{version=...}, app_healthy
+  GET /metrics  Prometheus text format: app_requests_total{handler,code} (a counter),
+                app_request_duration_seconds{handler} (a histogram), app_info{version}, app_healthy
 
 The config is read once at start: <host_root>/etc/app/app.env, then every
 <host_root>/etc/app/conf.d/*.env in sorted order (later files win). Health fails when a key that
 the release's release.json requires is missing, or when WORKERS is not a positive integer.
 Config values are never written anywhere: logs and responses name keys only.
+
+Two config keys inject trouble that /health does not see, only the metrics do (release 4 ships
+ERROR_RATE=0.3; any conf.d file can set them):
+
+  ERROR_RATE   a fraction from 0 to 1: that share of the requests to / answer 500, spread evenly
+               (deterministic: with 0.25 every 4th request fails)
+  LATENCY_MS   milliseconds added to every request to /
+
+A value that is not a number in range fails /health, like a bad WORKERS.
 """
 
 from __future__ import annotations
@@ -95,7 +106,22 @@ def health_verdict(config, requires, release_problem):
     workers = config.get("WORKERS", "1")
     if not workers.isdigit() or int(workers) < 1:
         return "config WORKERS must be a positive integer, got %r" % workers[:32]
+    try:
+        error_rate = float(config.get("ERROR_RATE", "0"))
+    except ValueError:
+        error_rate = -1.0
+    if not 0.0 <= error_rate <= 1.0:
+        return "config ERROR_RATE must be a fraction from 0 to 1, got %r" % config.get("ERROR_RATE", "")[:32]
+    latency = config.get("LATENCY_MS", "0")
+    if not latency.isdigit():
+        return "config LATENCY_MS must be a whole number of milliseconds, got %r" % latency[:32]
     return None
+
+
+# Upper bounds (seconds) of the request duration histogram's buckets.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Label values of `handler`: the known paths, everything else is "other" (bounded label values).
+HANDLERS = ("/", "/health", "/version", "/metrics")
 
 
 class App:
@@ -107,22 +133,53 @@ class App:
             log(problem)
         self.config_keys = sorted(config)
         self.reason = health_verdict(config, requires, release_problem)
+        # Injected trouble (only when the config is valid: a bad value already fails /health).
+        self.error_rate = 0.0 if self.reason else float(config.get("ERROR_RATE", "0") or 0)
+        self.latency = 0.0 if self.reason else int(config.get("LATENCY_MS", "0") or 0) / 1000.0
         self.started = time.time()
         self._lock = threading.Lock()
         self._counts = {}
+        self._durations = {}  # handler -> [bucket counts..., sum, count]
+        self._work = 0
 
-    def count(self, code):
+    def injected_error(self):
+        """True for the requests to / that ERROR_RATE makes fail, spread evenly over the sequence."""
         with self._lock:
-            self._counts[code] = self._counts.get(code, 0) + 1
+            self._work += 1
+            n = self._work
+        return int(n * self.error_rate) > int((n - 1) * self.error_rate)
+
+    def count(self, handler, code, seconds):
+        with self._lock:
+            key = (handler, code)
+            self._counts[key] = self._counts.get(key, 0) + 1
+            hist = self._durations.setdefault(handler, [0] * len(BUCKETS) + [0.0, 0])
+            for index, bound in enumerate(BUCKETS):
+                if seconds <= bound:
+                    hist[index] += 1
+            hist[-2] += seconds
+            hist[-1] += 1
 
     def metrics(self):
         with self._lock:
             counts = sorted(self._counts.items())
+            durations = sorted((h, list(v)) for h, v in self._durations.items())
         lines = [
-            "# HELP app_requests_total HTTP requests served, by status code.",
+            "# HELP app_requests_total HTTP requests served, by handler and status code.",
             "# TYPE app_requests_total counter",
         ]
-        lines += ['app_requests_total{code="%d"} %d' % (code, n) for code, n in counts]
+        lines += ['app_requests_total{code="%d",handler="%s"} %d' % (code, handler, n)
+                  for (handler, code), n in counts]
+        lines += [
+            "# HELP app_request_duration_seconds Time to answer a request, by handler.",
+            "# TYPE app_request_duration_seconds histogram",
+        ]
+        for handler, hist in durations:
+            for index, bound in enumerate(BUCKETS):
+                lines.append('app_request_duration_seconds_bucket{handler="%s",le="%s"} %d' % (handler, bound, hist[index]))
+            lines.append('app_request_duration_seconds_bucket{handler="%s",le="+Inf"} %d' % (handler, hist[-1]))
+            lines.append('app_request_duration_seconds_sum{handler="%s"} %.6f' % (handler, hist[-2]))
+            lines.append('app_request_duration_seconds_count{handler="%s"} %d' % (handler, hist[-1]))
         lines += [
             "# HELP app_info Version of the running release.",
             "# TYPE app_info gauge",
@@ -151,14 +208,23 @@ def make_handler(app):
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
-            app.count(code)
+            path = self.path.split("?", 1)[0]
+            app.count(path if path in HANDLERS else "other", code, time.monotonic() - self._started)
 
         def _json(self, code, payload):
             self._send(code, json.dumps(payload, sort_keys=True) + "\n")
 
         def do_GET(self):  # noqa: N802 (http.server naming)
+            self._started = time.monotonic()  # pylint: disable=attribute-defined-outside-init
             path = self.path.split("?", 1)[0]
-            if path == "/health":
+            if path == "/":
+                if app.latency:
+                    time.sleep(app.latency)  # injected latency (LATENCY_MS): the point of this request
+                if app.injected_error():
+                    self._json(500, {"status": "error", "reason": "injected error (ERROR_RATE)"})
+                else:
+                    self._json(200, {"app": "sample", "version": app.version})
+            elif path == "/health":
                 if app.reason:
                     self._json(503, {"status": "fail", "reason": app.reason, "version": app.version})
                 else:

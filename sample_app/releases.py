@@ -3,7 +3,9 @@
 Release 1 (1.0.0) is healthy with its own config. Release 2 (2.0.0) is the bad one: it requires
 CACHE_URL, which its config does not set, so /health answers 503; deploying it also changes
 app.env (LOG_LEVEL and a rotated SECRET_KEY) and adds conf.d/20-tuning.env. Release 3 (3.0.0)
-is healthy and requires nothing that release 1 did not.
+is healthy and requires nothing that release 1 did not. Release 4 (4.0.0) is bad in a way /health
+does not see: its conf.d/30-errors.env sets ERROR_RATE=0.3, so 30% of the requests to / answer 500;
+only the metrics (app_requests_total) show it.
 
 The secret values are fixed test data so that tests can prove they never leak (logs, HTTP
 responses, rollback diffs).
@@ -96,6 +98,24 @@ RELEASES = {
             ("DB_PASSWORD", _DB_PASSWORD),
         ),
         conf_d={"10-features.env": (("FEATURE_SEARCH", "on"), ("FEATURE_EXPORT", "on"))},
+    ),
+    4: Release(
+        number=4,
+        version="4.0.0",
+        requires=_BASE_REQUIRES,
+        app_env=(
+            ("APP_NAME", "sample"),
+            ("LOG_LEVEL", "info"),
+            ("WORKERS", "4"),
+            ("DB_HOST", "127.0.0.1"),
+            ("DB_NAME", "app"),
+            ("SECRET_KEY", _SECRET_1),
+            ("DB_PASSWORD", _DB_PASSWORD),
+        ),
+        conf_d={
+            "10-features.env": (("FEATURE_SEARCH", "on"), ("FEATURE_EXPORT", "on")),
+            "30-errors.env": (("ERROR_RATE", "0.3"),),
+        },
     ),
 }
 

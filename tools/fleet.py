@@ -6,6 +6,8 @@ Used by tools/local_fleet.py (the CLI), the integration tests and the benchmarks
     f = fleet.create("/tmp/fleet", hosts=5, base_port=0)   # 0: pick a free port range
     fleet.deploy(f, 1, action="start")
     ok, rows = fleet.wait_healthy(f, timeout=30)
+    with fleet.Traffic(f, rate=5):                          # users: GET / on every host, 5 a second each
+        ...
     fleet.destroy("/tmp/fleet")
 
 A fleet directory holds `fleet.json` (hosts, ports, interpreter), `inventory.ini` and
@@ -22,6 +24,7 @@ import random
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -384,3 +387,67 @@ def _wait(fleet, done, timeout, interval):
             break
         time.sleep(min(interval, max(0.0, deadline - now)))
     return not pending, [last[h.name] for h in fleet.hosts], time.monotonic() - started
+
+
+# --- traffic ------------------------------------------------------------------------------------
+
+class Traffic:
+    """Users of the fleet: a background thread that sends GET / to every host `rate` times a second,
+    so the apps' request counters and latency histograms move (what Prometheus sees).
+
+        with Traffic(fleet, rate=5) as traffic:
+            ...
+        traffic.codes  ->  {200: 140, 500: 60, None: 2}   (None: no answer)
+
+    Requests to the hosts of one tick go out concurrently; a tick that overruns is followed at once
+    (no catch-up burst). The wait between ticks ends early when the traffic is stopped.
+    """
+
+    def __init__(self, fleet, rate=5.0, path="/", timeout=2.0):
+        if rate <= 0:
+            raise FleetError(f"traffic rate must be greater than 0, got {rate}")
+        self.fleet = fleet
+        self.interval = 1.0 / rate
+        self.path = path
+        self.timeout = timeout
+        self.codes = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        self._pool = None
+
+    def _one(self, host):
+        try:
+            code, _ = _get(host.port, self.path, self.timeout)
+        except (OSError, http.client.HTTPException):
+            code = None
+        with self._lock:
+            self.codes[code] = self.codes.get(code, 0) + 1
+
+    def _run(self):
+        due = time.monotonic()
+        while not self._stop.is_set():
+            list(self._pool.map(self._one, self.fleet.hosts))
+            due = max(due + self.interval, time.monotonic())
+            self._stop.wait(max(0.0, due - time.monotonic()))
+
+    def start(self):
+        self._pool = ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(self.fleet.hosts)),
+                                        thread_name_prefix="traffic")
+        self._thread = threading.Thread(target=self._run, name="fleet-traffic", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.timeout + 5)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        return dict(self.codes)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

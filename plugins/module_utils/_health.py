@@ -5,7 +5,9 @@
 
 Private to the collection and standard library only. The pieces, from the bottom up:
 
-* `HttpCheck`, `TcpCheck`, `CommandCheck`: one sample each, bounded by a time budget.
+* `HttpCheck`, `TcpCheck`, `CommandCheck`, `PrometheusCheck`: one sample each, bounded by a time budget.
+* `prometheus_query()`: one instant query against the Prometheus HTTP API (/api/v1/query), also used
+  by the rollback_watch module to read signals.
 * `Streak`: the pure policy state machine (consecutive passing / failing rounds -> a verdict).
 * `poll()`: one scheduler loop that dispatches each target's due round to a bounded thread pool,
   waits on a condition bounded by the next due time or the deadline (never a fixed sleep) and
@@ -17,6 +19,7 @@ Private to the collection and standard library only. The pieces, from the bottom
 from __future__ import annotations
 
 import collections
+import json
 import math
 import os
 import re
@@ -38,7 +41,8 @@ TIMEOUT = "timeout"
 # `unhealthy` (proven broken) is worse than `timeout` (not proven healthy in time).
 VERDICT_RANK = {HEALTHY: 0, TIMEOUT: 1, UNHEALTHY: 2}
 
-CHECK_TYPES = ("http", "tcp", "command")
+CHECK_TYPES = ("http", "tcp", "command", "prometheus")
+ON_EMPTY = ("fail", "pass", "zero")
 DEFAULT_REQUEST_TIMEOUT = 5.0
 DEFAULT_HOST = "127.0.0.1"
 MAX_WORKERS = 64
@@ -54,8 +58,34 @@ _TYPE_KEYS = {
     "http": _COMMON_KEYS + ("url", "method", "status", "body", "max_latency", "headers", "validate_certs"),
     "tcp": _COMMON_KEYS + ("host", "port"),
     "command": _COMMON_KEYS + ("argv", "rc", "stdout"),
+    "prometheus": _COMMON_KEYS + ("url", "query", "max", "min", "baseline_query", "max_ratio", "on_empty",
+                                  "headers", "validate_certs"),
 }
 _ALL_KEYS = frozenset(k for keys in _TYPE_KEYS.values() for k in keys)
+
+# The argument spec of one check, shared by the modules that take checks (health_gate, rollback_watch).
+CHECK_OPTIONS = dict(
+    type=dict(type="str", required=True),
+    request_timeout=dict(type="float", default=DEFAULT_REQUEST_TIMEOUT),
+    url=dict(type="str"),
+    method=dict(type="str"),
+    status=dict(type="list", elements="int"),
+    body=dict(type="str"),
+    max_latency=dict(type="float"),
+    headers=dict(type="dict", no_log=True),
+    validate_certs=dict(type="bool"),
+    host=dict(type="str"),
+    port=dict(type="int"),
+    argv=dict(type="list", elements="str"),
+    rc=dict(type="int"),
+    stdout=dict(type="str"),
+    query=dict(type="str"),
+    max=dict(type="float"),
+    min=dict(type="float"),
+    baseline_query=dict(type="str"),
+    max_ratio=dict(type="float"),
+    on_empty=dict(type="str", choices=list(ON_EMPTY)),
+)
 
 
 class HealthInputError(ValueError):
@@ -359,6 +389,228 @@ class CommandCheck(Check):
         return True, "rc %s" % proc.returncode, extra
 
 
+class PrometheusError(Exception):
+    """A query that gave no usable answer: the message says why (no answer, an error from Prometheus...)."""
+
+
+def _short(text, limit=80):
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def query_url(base_url, query):
+    """The /api/v1/query URL of an instant query; `base_url` is the server (a path prefix is kept) or the
+    full API endpoint."""
+    parts = urllib.parse.urlsplit(base_url)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/api/v1/query"):
+        path += "/api/v1/query"
+    return urllib.parse.urlunsplit(parts._replace(path=path, query=urllib.parse.urlencode({"query": query}),
+                                                  fragment=""))
+
+
+def _labels(metric):
+    """`{a="1",b="2"}` for a series' labels (the metric name first when there is one)."""
+    metric = dict(metric or {})
+    name = metric.pop("__name__", "")
+    inner = ",".join('%s="%s"' % (k, metric[k]) for k in sorted(metric))
+    return "%s{%s}" % (name, inner) if inner or not name else name
+
+
+def _float(text, where):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise PrometheusError("%s: %s is not a number" % (where, _show(text))) from None
+
+
+def prometheus_query(base_url, query, timeout, headers=None, validate_certs=True):
+    """The values of one instant query: a list of (labels, float), [] when the result is empty.
+
+    A scalar result is one value without labels. A range vector (matrix) or a string result, an error
+    answer, a broken answer or no answer raises PrometheusError with a one-line message.
+    """
+    url = query_url(base_url, query)
+    request = urllib.request.Request(url, headers=dict(headers or {}, Accept="application/json"))
+    shown = _redact_url(base_url)
+    try:
+        response = _opener(validate_certs).open(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        response = err  # 400/422/503 answers carry a JSON error body
+    except urllib.error.URLError as err:
+        reason = err.reason
+        text = _os_error_text(reason) if isinstance(reason, OSError) else str(reason)
+        raise PrometheusError("Prometheus %s: %s" % (shown, text)) from None
+    except socket.timeout:
+        raise PrometheusError("Prometheus %s: %s" % (shown, _timeout_text(timeout))) from None
+    except (OSError, ValueError) as err:
+        raise PrometheusError("Prometheus %s: %s" % (shown, _os_error_text(err))) from None
+    except Exception as err:  # pylint: disable=broad-except
+        raise PrometheusError("Prometheus %s: bad answer: %s: %s" % (shown, type(err).__name__, err)) from None
+    try:
+        status = getattr(response, "status", None) or response.code
+        try:
+            data = response.read(BODY_LIMIT * 16)
+        except socket.timeout:
+            raise PrometheusError("Prometheus %s: status %s, then %s reading the answer"
+                                  % (shown, status, _timeout_text(timeout))) from None
+        except Exception as err:  # pylint: disable=broad-except
+            raise PrometheusError("Prometheus %s: status %s, then the answer broke off: %s"
+                                  % (shown, status, _os_error_text(err))) from None
+    finally:
+        response.close()
+    try:
+        answer = json.loads(data.decode("utf-8"))
+        if not isinstance(answer, dict) or answer.get("status") not in ("success", "error"):
+            raise ValueError("not an answer of the Prometheus HTTP API")
+    except (ValueError, UnicodeDecodeError):
+        raise PrometheusError("Prometheus %s: status %s, the answer is not the JSON of the HTTP API (is %s a "
+                              "Prometheus server?): %s" % (shown, status, shown, _show(_tail(data)))) from None
+    if answer.get("status") != "success":
+        raise PrometheusError("Prometheus %s rejected the query %s: %s: %s" % (
+            shown, _show(_short(query)), answer.get("errorType", "status %s" % status), answer.get("error", "")))
+    result = answer.get("data") or {}
+    kind = result.get("resultType")
+    if kind == "scalar":
+        return [({}, _float((result.get("result") or [None, None])[1], "scalar result"))]
+    if kind == "vector":
+        return [(item.get("metric") or {}, _float((item.get("value") or [None, None])[1], _labels(item.get("metric"))))
+                for item in result.get("result") or []]
+    if kind == "matrix":
+        raise PrometheusError("the query %s returns a range vector; make it an instant value with a function "
+                              "such as rate(), avg_over_time() or max_over_time()" % _show(_short(query)))
+    raise PrometheusError("the query %s returns a %s, not a number" % (_show(_short(query)), kind or "nothing"))
+
+
+def _finite_values(values):
+    """The values that are numbers (NaN, from 0/0 such as an error ratio without traffic, counts as no data)."""
+    return [(labels, value) for labels, value in values if not math.isnan(value)]
+
+
+def _json_number(value):
+    """A float that JSON can carry (infinities become None)."""
+    if value is None or math.isinf(value) or math.isnan(value):
+        return None
+    return _r(value, 6)
+
+
+class PrometheusCheck(Check):
+    """A PromQL instant query against a threshold (`max`/`min`: every series must pass) or against a
+    baseline query (`max_ratio`: one value each)."""
+
+    type = "prometheus"
+
+    def __init__(self, url, query, max=None, min=None, baseline_query=None, max_ratio=None,  # pylint: disable=redefined-builtin
+                 on_empty="fail", headers=None, validate_certs=True, request_timeout=DEFAULT_REQUEST_TIMEOUT):
+        super().__init__(request_timeout)
+        self.url = url
+        self.query = query
+        self.max = max
+        self.min = min
+        self.baseline_query = baseline_query
+        self.max_ratio = max_ratio
+        self.on_empty = on_empty
+        self.headers = dict(headers or {})
+        self.validate_certs = validate_certs
+
+    def label(self):
+        return "prometheus %s" % _show(_short(self.query))
+
+    def _read(self, query, budget, what, notes):
+        """The query's values, or None when it returned no data and on_empty is fail or pass; a note in
+        `notes` says how no data was handled."""
+        values = _finite_values(prometheus_query(self.url, query, budget, self.headers, self.validate_certs))
+        if values:
+            return values
+        if self.on_empty == "zero":
+            notes.append("%s returned no data, counted as 0 (on_empty=zero)" % what)
+            return [({}, 0.0)]
+        notes.append("%s returned no data (on_empty=%s)" % (what, self.on_empty))
+        return None
+
+    def sample(self, budget):
+        deadline = time.monotonic() + budget
+        notes = []
+        try:
+            values = self._read(self.query, budget, "the query", notes)
+        except PrometheusError as err:
+            return False, str(err), {"value": None}
+        if values is None:
+            return self.on_empty == "pass", "; ".join(notes), {"value": None}
+        many = len(values) > 1
+        extra = {"value": _json_number(values[0][1])}
+        if many:
+            extra["series"] = len(values)
+
+        # A threshold: every series must pass; the worst one is reported.
+        if self.max is not None or self.min is not None:
+            worst = None
+            for labels, value in values:
+                if self.max is not None and value > self.max:
+                    miss, text = value - self.max, "is above max %s" % _g(self.max)
+                elif self.min is not None and value < self.min:
+                    miss, text = self.min - value, "is below min %s" % _g(self.min)
+                else:
+                    continue
+                if worst is None or miss > worst[0]:
+                    worst = (miss, labels, value, text)
+            limits = ", ".join(part for part in (
+                "max %s" % _g(self.max) if self.max is not None else "",
+                "min %s" % _g(self.min) if self.min is not None else "") if part)
+            if worst is not None:
+                _, labels, value, text = worst
+                extra["value"] = _json_number(value)
+                series = "%s " % _labels(labels) if many and labels else ""
+                return False, "; ".join(notes + ["%svalue %s %s" % (series, _g(value), text)]), extra
+            if many:
+                notes.append("%d series, all within %s" % (len(values), limits))
+            else:
+                notes.append("value %s within %s" % (_g(values[0][1]), limits))
+
+        # A baseline ratio: one value each.
+        if self.baseline_query is not None:
+            if many:
+                return False, "; ".join(notes + [
+                    "the query returned %d series; a baseline ratio needs one value: aggregate it (sum, max, avg)"
+                    % len(values)]), extra
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False, "; ".join(notes + ["no time left for the baseline query (%s)"
+                                                  % _timeout_text(budget)]), extra
+            try:
+                base_values = self._read(self.baseline_query, remaining, "the baseline query", notes)
+            except PrometheusError as err:
+                return False, "; ".join(notes + ["baseline: %s" % err]), extra
+            if base_values is None:
+                return self.on_empty == "pass", "; ".join(notes), extra
+            if len(base_values) > 1:
+                return False, "; ".join(notes + [
+                    "the baseline query returned %d series; a baseline ratio needs one value: aggregate it "
+                    "(sum, max, avg)" % len(base_values)]), extra
+            value, base = values[0][1], base_values[0][1]
+            if base == 0:
+                # 0 against 0 is no change; anything against 0 is an unbounded increase.
+                ratio = 1.0 if value == 0 else math.copysign(math.inf, value)
+            else:
+                ratio = value / base
+            extra.update(baseline=_json_number(base), ratio=_json_number(ratio))
+            compared = "value %s, baseline %s, ratio %s" % (
+                _g(value), _g(base), "infinite" if math.isinf(ratio) else _g(ratio))
+            if ratio > self.max_ratio:
+                return False, "; ".join(notes + ["%s is above max_ratio %s" % (compared, _g(self.max_ratio))]), extra
+            notes.append("%s within max_ratio %s" % (compared, _g(self.max_ratio)))
+        return True, "; ".join(notes), extra
+
+
+def _g(number):
+    """A number as people read it: 0.05, 3, 1.234e-05."""
+    if number is None:
+        return "none"
+    if isinstance(number, float) and number.is_integer() and abs(number) < 1e15:
+        return str(int(number))
+    return "%.4g" % number
+
+
 # --------------------------------------------------------------------------------------------
 # Input parsing
 # --------------------------------------------------------------------------------------------
@@ -419,6 +671,8 @@ def parse_check(raw, where):
                               where + ".request_timeout", minimum=0)
     if kind == "http":
         return _parse_http(given, where, request_timeout)
+    if kind == "prometheus":
+        return _parse_prometheus(given, where, request_timeout)
     if kind == "tcp":
         if "port" not in given:
             raise HealthInputError("%s.port: required for a tcp check" % where)
@@ -446,30 +700,20 @@ def parse_check(raw, where):
     return CommandCheck(argv=argv, rc=rc, stdout=stdout, request_timeout=request_timeout)
 
 
-def _parse_http(given, where, request_timeout):
+def _parse_url(given, where, kind):
     url = given.get("url")
     if url is None:
-        raise HealthInputError("%s.url: required for an http check" % where)
+        raise HealthInputError("%s.url: required for %s %s check" % (where, "an" if kind == "http" else "a", kind))
     parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise HealthInputError("%s.url: %s is not an http:// or https:// URL" % (where, _show(url)))
     if parts.username is not None or parts.password is not None:
         raise HealthInputError("%s.url: %s carries credentials; send them in headers instead (Authorization)"
                                % (where, _show(_redact_url(url))))
-    method = given.get("method", "GET")
-    if not isinstance(method, str) or not _METHOD_RE.match(method):
-        raise HealthInputError("%s.method: %s is not an HTTP method" % (where, _show(method)))
-    status = given.get("status", [200])
-    if isinstance(status, (int, str)) and not isinstance(status, bool):
-        status = [status]
-    if not isinstance(status, (list, tuple)) or not status:
-        raise HealthInputError("%s.status: %s is not a non-empty list of HTTP status codes" % (where, _show(status)))
-    codes = [_integer(code, "%s.status[%d]" % (where, index), minimum=100, maximum=599,
-                      what="an HTTP status (100-599)") for index, code in enumerate(status)]
-    body = _pattern(given["body"], where + ".body") if "body" in given else None
-    max_latency = None
-    if "max_latency" in given:
-        max_latency = _number(given["max_latency"], where + ".max_latency", minimum=0)
+    return url
+
+
+def _parse_headers(given, where):
     headers = given.get("headers", {})
     if not isinstance(headers, dict):
         raise HealthInputError("%s.headers: not a dictionary of header names to values" % where)
@@ -484,9 +728,63 @@ def _parse_http(given, where, request_timeout):
         if "\r" in value or "\n" in value:
             raise HealthInputError("%s.headers: the value of %s contains a line break" % (where, _show(name)))
         clean[name] = value
+    return clean
+
+
+def _parse_http(given, where, request_timeout):
+    url = _parse_url(given, where, "http")
+    method = given.get("method", "GET")
+    if not isinstance(method, str) or not _METHOD_RE.match(method):
+        raise HealthInputError("%s.method: %s is not an HTTP method" % (where, _show(method)))
+    status = given.get("status", [200])
+    if isinstance(status, (int, str)) and not isinstance(status, bool):
+        status = [status]
+    if not isinstance(status, (list, tuple)) or not status:
+        raise HealthInputError("%s.status: %s is not a non-empty list of HTTP status codes" % (where, _show(status)))
+    codes = [_integer(code, "%s.status[%d]" % (where, index), minimum=100, maximum=599,
+                      what="an HTTP status (100-599)") for index, code in enumerate(status)]
+    body = _pattern(given["body"], where + ".body") if "body" in given else None
+    max_latency = None
+    if "max_latency" in given:
+        max_latency = _number(given["max_latency"], where + ".max_latency", minimum=0)
+    headers = _parse_headers(given, where)
     validate_certs = _boolean(given.get("validate_certs", True), where + ".validate_certs")
     return HttpCheck(url=url, method=method.upper(), status=codes, body=body, request_timeout=request_timeout,
-                     max_latency=max_latency, headers=clean, validate_certs=validate_certs)
+                     max_latency=max_latency, headers=headers, validate_certs=validate_certs)
+
+
+def _query(given, key, where):
+    query = given.get(key)
+    if not isinstance(query, str) or not query.strip():
+        raise HealthInputError("%s.%s: %s is not a PromQL query (a non-empty string)" % (where, key, _show(query)))
+    return query.strip()
+
+
+def _parse_prometheus(given, where, request_timeout):
+    url = _parse_url(given, where, "prometheus")
+    if "query" not in given:
+        raise HealthInputError("%s.query: required for a prometheus check (a PromQL query)" % where)
+    query = _query(given, "query", where)
+    high = _number(given["max"], where + ".max") if "max" in given else None
+    low = _number(given["min"], where + ".min") if "min" in given else None
+    if high is not None and low is not None and low > high:
+        raise HealthInputError("%s.min: %s is above max %s; nothing could pass" % (where, _show(given["min"]),
+                                                                                  _show(given["max"])))
+    baseline_query = _query(given, "baseline_query", where) if "baseline_query" in given else None
+    max_ratio = _number(given["max_ratio"], where + ".max_ratio", minimum=0) if "max_ratio" in given else None
+    if (baseline_query is None) != (max_ratio is None):
+        raise HealthInputError("%s.%s: a baseline ratio needs both baseline_query and max_ratio" % (
+            where, "baseline_query" if baseline_query is None else "max_ratio"))
+    if high is None and low is None and max_ratio is None:
+        raise HealthInputError("%s: a prometheus check needs a threshold (max and/or min) or a baseline ratio "
+                               "(baseline_query and max_ratio)" % where)
+    on_empty = given.get("on_empty", "fail")
+    if on_empty not in ON_EMPTY:
+        raise HealthInputError("%s.on_empty: %s is not one of %s" % (where, _show(on_empty), ", ".join(ON_EMPTY)))
+    return PrometheusCheck(url=url, query=query, max=high, min=low, baseline_query=baseline_query,
+                           max_ratio=max_ratio, on_empty=on_empty, headers=_parse_headers(given, where),
+                           validate_certs=_boolean(given.get("validate_certs", True), where + ".validate_certs"),
+                           request_timeout=request_timeout)
 
 
 def parse_checks(raw, where):

@@ -15,6 +15,8 @@ author:
 description:
   - Polls health checks in rounds until each target has a verdict, and returns the verdict, the time it
     took and the samples it was based on.
+  - A check is an HTTP request, a TCP connection, a command, or a PromQL query against a Prometheus server
+    (a value against a threshold, or against a baseline query as a ratio).
   - A round runs every check of a target once, in order; the round passes only when every check passes.
   - A target is V(healthy) after O(successes) passing rounds in a row and V(unhealthy) as soon as it has
     O(failures) + 1 failing rounds in a row. A target with neither verdict when O(timeout) seconds have
@@ -35,11 +37,15 @@ options:
     suboptions:
       type:
         description:
-          - The kind of check, one of V(http), V(tcp) or V(command) (anything else fails with a message
-            naming the value).
+          - The kind of check, one of V(http), V(tcp), V(command) or V(prometheus) (anything else fails with a
+            message naming the value).
           - V(http) requests O(checks[].url) and checks the status, the body and the latency.
           - V(tcp) opens a TCP connection to O(checks[].host):O(checks[].port).
           - V(command) runs O(checks[].argv) (never through a shell) and checks its return code and output.
+          - V(prometheus) runs the instant query O(checks[].query) through the HTTP API (C(/api/v1/query)) of the
+            Prometheus server at O(checks[].url) and compares the value with O(checks[].max) and/or
+            O(checks[].min), or with the value of O(checks[].baseline_query) as a ratio (O(checks[].max_ratio)).
+            Give a threshold, a baseline ratio, or both (then both must pass).
         type: str
         required: true
       request_timeout:
@@ -51,6 +57,8 @@ options:
       url:
         description:
           - For V(http) checks, required. The V(http://) or V(https://) URL to request.
+          - For V(prometheus) checks, required. The Prometheus server, for example V(http://prometheus:9090) (a path
+            prefix such as V(http://proxy/prometheus) is kept; C(/api/v1/query) is added).
           - Redirects are followed; the proxy environment variables apply.
           - Do not put credentials in the URL; send them in O(checks[].headers).
         type: str
@@ -74,14 +82,15 @@ options:
         type: float
       headers:
         description:
-          - For V(http) checks. Request headers, name to value.
+          - For V(http) and V(prometheus) checks. Request headers, name to value (an C(Authorization) header for a
+            Prometheus behind a proxy, say).
           - Header values are treated as secrets (C(no_log)) and never appear in results or logs. Ansible
             masks every occurrence of a C(no_log) value in the output, so a short header value (like V(1))
             masks that text wherever it appears in the result.
         type: dict
       validate_certs:
         description:
-          - For V(http) checks. Whether to verify the server's TLS certificate. Defaults to V(true).
+          - For V(http) and V(prometheus) checks. Whether to verify the server's TLS certificate. Defaults to V(true).
         type: bool
       host:
         description:
@@ -104,6 +113,46 @@ options:
         description:
           - For V(command) checks. A regular expression that must match (search) the standard output.
         type: str
+      query:
+        description:
+          - For V(prometheus) checks, required. A PromQL expression with an instant value, a scalar or a vector,
+            such as a sum of rates (see the examples).
+          - A range vector (C(metric[5m]) without a function) fails the sample with a message saying so.
+          - With O(checks[].max) or O(checks[].min), every series of the result must be within them (the worst
+            one is reported). With O(checks[].baseline_query), the query must return one value (aggregate it
+            with C(sum), C(max) or C(avg)).
+          - A NaN value (0/0, such as an error ratio without any traffic) counts as no data, see
+            O(checks[].on_empty). Appending "or vector(0)" to a sum of error rates turns "no errors yet" into 0.
+        type: str
+      max:
+        description:
+          - For V(prometheus) checks. The highest value that passes.
+        type: float
+      min:
+        description:
+          - For V(prometheus) checks. The lowest value that passes.
+        type: float
+      baseline_query:
+        description:
+          - For V(prometheus) checks. A PromQL expression giving the baseline, one value (the same measure over an
+            earlier window with C(offset), or on the hosts still on the known good release).
+          - The check passes when the value of O(checks[].query) divided by this is at most O(checks[].max_ratio).
+            A baseline of 0 gives a ratio of 1 when the value is 0 too, else an infinite one.
+          - Requires O(checks[].max_ratio).
+        type: str
+      max_ratio:
+        description:
+          - For V(prometheus) checks. The highest ratio of the value to the baseline that passes (V(1.5) allows
+            50% more than the baseline). Requires O(checks[].baseline_query).
+        type: float
+      on_empty:
+        description:
+          - For V(prometheus) checks. What a query that returns no data (no series, or only NaN) means, for
+            O(checks[].query) and O(checks[].baseline_query) alike.
+          - V(fail) (the default) fails the sample, since no data is no proof of health; V(pass) passes it;
+            V(zero) counts the missing value as 0 and compares that.
+        type: str
+        choices: [fail, pass, zero]
   name:
     description:
       - The name of the single target checked with O(checks), as it appears in the results.
@@ -174,6 +223,25 @@ options:
           stdout:
             description: See O(checks[].stdout).
             type: str
+          query:
+            description: See O(checks[].query).
+            type: str
+          max:
+            description: See O(checks[].max).
+            type: float
+          min:
+            description: See O(checks[].min).
+            type: float
+          baseline_query:
+            description: See O(checks[].baseline_query).
+            type: str
+          max_ratio:
+            description: See O(checks[].max_ratio).
+            type: float
+          on_empty:
+            description: See O(checks[].on_empty).
+            type: str
+            choices: [fail, pass, zero]
   interval:
     description:
       - Seconds between the starts of two rounds of a target. Must be greater than 0.
@@ -223,7 +291,7 @@ attributes:
 notes:
   - >-
     Input is validated before anything runs; a bad option fails with a message naming the option and
-    the value, for example C(checks[1].type: 'htp' is not one of http, tcp, command).
+    the value, for example C(checks[1].type: 'htp' is not one of http, tcp, command, prometheus).
   - Each target keeps its last 20 rounds in its samples, to keep results small.
   - The overall verdict is the worst of the targets' verdicts, V(unhealthy) being worse than V(timeout).
   - The P(fleetops.rollback.health_gate#role) role runs this module once from the controller over every host
@@ -261,6 +329,29 @@ EXAMPLES = r"""
   run_once: true
   delegate_to: localhost
   register: gate
+
+- name: Hold the deploy until the fleet's error ratio is under 1% (no errors at all counts as 0)
+  fleetops.rollback.health_gate:
+    checks:
+      - type: prometheus
+        url: http://127.0.0.1:9090
+        query: >-
+          (sum(rate(app_requests_total{job="web",code=~"5.."}[1m])) or vector(0))
+          / sum(rate(app_requests_total{job="web"}[1m]))
+        max: 0.01
+    successes: 5
+    timeout: 300
+
+- name: The p95 latency of the canary within 1.25 times that of the rest of the fleet
+  fleetops.rollback.health_gate:
+    checks:
+      - type: prometheus
+        url: http://127.0.0.1:9090
+        query: histogram_quantile(0.95, sum by (le) (rate(app_request_duration_seconds_bucket{host="web1"}[1m])))
+        baseline_query: >-
+          histogram_quantile(0.95, sum by (le) (rate(app_request_duration_seconds_bucket{host!="web1"}[1m])))
+        max_ratio: 1.25
+        on_empty: fail
 
 - name: Send a bearer token (header values never appear in results)
   fleetops.rollback.health_gate:
@@ -356,7 +447,9 @@ samples:
         - One entry per check, in order, with C(type), C(ok), C(latency) (seconds), and C(detail) when it passed
           or C(error) when it failed.
         - V(http) checks add C(status) (the HTTP status, or null without an answer); V(command) checks add
-          C(rc) (null when the command could not run or timed out).
+          C(rc) (null when the command could not run or timed out); V(prometheus) checks add C(value) (the value
+          compared, the worst series' when there are several, null without data), and with a baseline
+          C(baseline) and C(ratio) (null when infinite), and C(series) when the query returned several.
       type: list
       elements: dict
   sample:
@@ -373,29 +466,13 @@ samples:
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
 from ansible_collections.fleetops.rollback.plugins.module_utils._health import (
+    CHECK_OPTIONS,
     HEALTHY,
     HealthInputError,
     failure_message,
     parse_policy,
     parse_targets,
     poll,
-)
-
-CHECK_OPTIONS = dict(
-    type=dict(type="str", required=True),
-    request_timeout=dict(type="float", default=5.0),
-    url=dict(type="str"),
-    method=dict(type="str"),
-    status=dict(type="list", elements="int"),
-    body=dict(type="str"),
-    max_latency=dict(type="float"),
-    headers=dict(type="dict", no_log=True),
-    validate_certs=dict(type="bool"),
-    host=dict(type="str"),
-    port=dict(type="int"),
-    argv=dict(type="list", elements="str"),
-    rc=dict(type="int"),
-    stdout=dict(type="str"),
 )
 
 

@@ -50,6 +50,18 @@ def known_good_fleet(tmp_path):
 
 
 @pytest.fixture(scope="session")
+def prometheus(tmp_path_factory):
+    """A real Prometheus from Debian (installed with apt-get when missing, under a file lock) running on 127.0.0.1
+    with its own storage in a temporary directory and a 1 s scrape interval; `prometheus.scrape(fleet)` points it
+    at a local fleet's /metrics. Stopped at the end of the session (see prometheus_env.py)."""
+    import prometheus_env  # pylint: disable=import-outside-toplevel
+    server = prometheus_env.Prometheus(tmp_path_factory.mktemp("prometheus"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def docker_client():
     """A real Docker engine: docker.io installed and dockerd started when missing (see docker_env.py)."""
     import docker_env  # pylint: disable=import-outside-toplevel

@@ -20,3 +20,17 @@ def test_ansible_doc_renders(module):
     assert doc["doc"]["short_description"] and doc["examples"].strip() and doc["return"]
     assert {"check_mode", "diff_mode", "idempotent"} <= set(doc["doc"]["attributes"])
     assert all(isinstance(line, str) for line in doc["doc"]["description"])
+
+
+FILTERS = sorted(name[:-3] for name in os.listdir(os.path.join(ROOT, "plugins", "filter"))
+                 if name.endswith(".py") and not name.startswith("_"))
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_ansible_doc_renders_filters(name):
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-doc"), "-t", "filter", "--json",
+                           "fleetops.rollback." + name], env=ansible_env(), capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)["fleetops.rollback." + name]
+    assert doc["doc"]["short_description"] and doc["examples"].strip() and doc["return"]
+    assert all(isinstance(line, str) for line in doc["doc"]["description"])

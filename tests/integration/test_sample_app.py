@@ -127,7 +127,8 @@ def test_good_release_then_bad_release(host):
     code, text = get(port, "/metrics")
     assert code == 200
     assert 'app_info{version="1.0.0"} 1' in text
-    assert 'app_requests_total{code="200"} 2' in text
+    assert 'app_requests_total{code="200",handler="/health"} 1' in text
+    assert 'app_requests_total{code="200",handler="/version"} 1' in text
 
     deploy(root, 2)
     old_pid = read_pid(root)
@@ -140,7 +141,7 @@ def test_good_release_then_bad_release(host):
     code, text = get(port, "/version")
     assert json.loads(text) == {"version": "2.0.0", "release": "2"}
     code, text = get(port, "/metrics")
-    assert 'app_requests_total{code="503"} 1' in text and 'app_info{version="2.0.0"} 1' in text
+    assert 'app_requests_total{code="503",handler="/health"} 1' in text and 'app_info{version="2.0.0"} 1' in text
 
     # Secrets of any release never reach a response or the log.
     responses = "".join(get(port, path)[1] for path in ("/health", "/version", "/metrics", "/nope"))
@@ -241,3 +242,70 @@ def test_stop_kills_an_app_that_ignores_sigterm(host):
     result = ctl("stop", "--root", root, "--timeout", "0.5")
     assert result.returncode == 0 and result.stdout.startswith(f"killed (pid {pid}"), result.stdout + result.stderr
     assert not appctl.alive(pid)
+
+
+def metric(text, name):
+    """{labels text: value} of one metric family's samples in Prometheus text format."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            found[key[len(name):]] = float(value)
+    return found
+
+
+def test_release_4_fails_requests_but_not_health_and_the_metrics_show_it(host):
+    root, port = host
+    deploy(root, 4)
+    assert ctl("start", "--root", root, "--port", str(port)).returncode == 0
+    assert wait_answer(port) == (200, {"status": "ok", "version": "4.0.0"})
+    codes = [get(port, "/")[0] for _ in range(20)]
+    # ERROR_RATE=0.3 spread evenly: exactly 6 of 20 requests fail, never two in a row.
+    assert codes.count(500) == 6 and codes.count(200) == 14
+    assert all(not (a == b == 500) for a, b in zip(codes, codes[1:]))
+    code, text = get(port, "/metrics")
+    assert code == 200
+    counts = metric(text, "app_requests_total")
+    assert counts['{code="500",handler="/"}'] == 6 and counts['{code="200",handler="/"}'] == 14
+    buckets = metric(text, "app_request_duration_seconds_bucket")
+    assert buckets['{handler="/",le="+Inf"}'] == 20
+    assert metric(text, "app_request_duration_seconds_count")['{handler="/"}'] == 20
+    # Buckets are cumulative.
+    bounds = [v for k, v in buckets.items() if k.startswith('{handler="/",')]
+    assert bounds == sorted(bounds)
+    assert "# TYPE app_request_duration_seconds histogram" in text
+    # Unknown paths share one label value.
+    get(port, "/a/b/c")
+    assert metric(get(port, "/metrics")[1], "app_requests_total")['{code="404",handler="other"}'] == 1
+    ctl("stop", "--root", root)
+
+
+def test_injected_latency_shows_in_the_histogram(host):
+    root, port = host
+    deploy(root, 1)
+    with open(os.path.join(paths(root)["conf_d"], "90-slow.env"), "w", encoding="utf-8") as stream:
+        stream.write("LATENCY_MS=60\n")
+    assert ctl("start", "--root", root, "--port", str(port)).returncode == 0
+    assert wait_answer(port)[0] == 200
+    for _ in range(3):
+        assert get(port, "/")[0] == 200
+    buckets = metric(get(port, "/metrics")[1], "app_request_duration_seconds_bucket")
+    # Every request took at least 60 ms: none is in the buckets up to 0.05 s.
+    assert buckets['{handler="/",le="0.05"}'] == 0 and buckets['{handler="/",le="+Inf"}'] == 3
+    ctl("stop", "--root", root)
+
+
+@pytest.mark.parametrize("line,reason", [
+    ("ERROR_RATE=1.5", "config ERROR_RATE must be a fraction from 0 to 1, got '1.5'"),
+    ("ERROR_RATE=lots", "config ERROR_RATE must be a fraction from 0 to 1, got 'lots'"),
+    ("LATENCY_MS=-5", "config LATENCY_MS must be a whole number of milliseconds, got '-5'"),
+])
+def test_bad_injection_values_fail_health(host, line, reason):
+    root, port = host
+    deploy(root, 1)
+    with open(os.path.join(paths(root)["conf_d"], "90-inject.env"), "w", encoding="utf-8") as stream:
+        stream.write(line + "\n")
+    assert ctl("start", "--root", root, "--port", str(port)).returncode == 0
+    code, body = wait_answer(port)
+    assert code == 503 and body["reason"] == reason
+    ctl("stop", "--root", root)

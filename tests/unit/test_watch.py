@@ -1,0 +1,125 @@
+"""rollback_watch's logic: input validation, and watches over real HTTP endpoints on this machine (the
+Prometheus side runs against a real Prometheus in tests/integration/test_guard.py)."""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
+
+from health_endpoints import HealthEndpoints  # noqa: E402
+
+from ansible_collections.fleetops.rollback.plugins.module_utils._watch import Watch, WatchInputError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server():
+    with HealthEndpoints() as endpoints:
+        yield endpoints
+
+
+def closed_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def target(server, name, path):
+    return {"name": name, "checks": [{"type": "http", "url": server.url(path), "request_timeout": 2}]}
+
+
+def test_static_signals_decide_in_the_first_round():
+    report = Watch(signals={"critical_vulnerabilities": 2}, window=30, interval=5).run()
+    assert report["decision"] == "immediate" and report["matched_rule"] == "critical-vulnerability"
+    assert report["detected"] is True and report["detected_after"] == 0 and report["rounds"] == 1
+    assert report["history"][0]["decision"] == "immediate"
+
+
+def test_healthy_fleet_is_watched_for_the_whole_window(server):
+    report = Watch(targets=[target(server, "a", "/ok"), target(server, "b", "/ok")], window=1.0, interval=0.2).run()
+    assert report["decision"] == "none" and report["detected"] is False and report["detected_after"] is None
+    # Rounds every 0.2 s for 1 s (fewer when a round overruns its slot on a busy machine), none after the window.
+    assert 2 <= report["rounds"] <= 5
+    assert all(r["t"] < 1.0 for r in report["history"])
+    assert report["seconds"] < 1.0 + 5
+    assert report["signals"] == {"hosts": 2.0, "health_failures": 0.0, "health_failure_ratio": 0.0,
+                                 "unavailable_seconds": 0.0}
+    assert report["failing_hosts"] == [] and report["health"]["a"] == {
+        "failing": False, "failed_rounds_in_a_row": 0, "last_error": None}
+    assert report["reason"].startswith("no rollback: no rule matched")
+
+
+def test_a_host_failing_three_rounds_in_a_row_calls_for_an_immediate_rollback(server):
+    report = Watch(targets=[target(server, "good", "/ok"), target(server, "bad", "/status/503")],
+                   window=20, interval=0.1, failures=2).run()
+    assert report["decision"] == "immediate" and report["matched_rule"] == "health-failing"
+    assert report["rounds"] == 3 and report["failing_hosts"] == ["bad"]
+    assert report["signals"]["health_failures"] == 1 and report["signals"]["health_failure_ratio"] == 0.5
+    assert "GET %s: status 503, expected 200" % server.url("/status/503") == report["health"]["bad"]["last_error"]
+    assert report["health"]["bad"]["failed_rounds_in_a_row"] == 3
+    # The first two failing rounds did not decide yet.
+    assert [r["decision"] for r in report["history"]] == ["none", "none", "immediate"]
+    assert report["detected_after"] >= 0.2
+    assert report["signals"]["unavailable_seconds"] >= 0.2
+
+
+def test_a_flapping_host_never_counts_as_failing(server):
+    report = Watch(targets=[target(server, "f", "/flap/watch")], window=1.0, interval=0.1, failures=1).run()
+    assert report["decision"] == "none" and report["rounds"] >= 8
+
+
+def test_matrix_override_reaches_the_decision(server):
+    report = Watch(targets=[target(server, "bad", "/status/500")], window=10, interval=0.05, failures=0,
+                   matrix={"health-failing": {"decision": "standard"}, "health-failing-ratio": {"enabled": False}}).run()
+    assert report["decision"] == "standard" and report["rounds"] == 1
+
+
+def test_an_unreachable_prometheus_leaves_the_signal_unmeasured_and_says_why():
+    report = Watch(queries={"error_rate": "sum(rate(x[1m]))"}, prometheus_url="http://127.0.0.1:%d" % closed_port(),
+                   signals={"test_pass_rate": 1.0}, window=0.3, interval=0.1, request_timeout=1).run()
+    assert report["decision"] == "none"
+    assert "error_rate" not in report["signals"] and "error-rate-high" in report["not_evaluated"]
+    assert report["query_errors"]["error_rate"].endswith("connection refused")
+
+
+def test_a_non_prometheus_answer_is_a_query_error(server):
+    report = Watch(queries={"error_rate": "up"}, prometheus_url=server.url("/ok"), window=0.1, interval=0.1).run()
+    assert "is not the JSON of the HTTP API" in report["query_errors"]["error_rate"]
+
+
+@pytest.mark.parametrize("options,message", [
+    ({}, "queries, targets, signals: give at least one; there is nothing to watch"),
+    ({"signals": {"eror_rate": 0.1}}, "signals: unknown signal 'eror_rate' (value 0.1)"),
+    ({"signals": {"error_rate": 10}}, "signals.error_rate: 10 is not a fraction between 0 and 1"),
+    ({"queries": {"eror_rate": "up"}, "prometheus_url": "http://p:9090"}, "queries: unknown signal 'eror_rate'"),
+    ({"queries": {"error_rate": ""}, "prometheus_url": "http://p:9090"}, "queries.error_rate: '' is not a PromQL query"),
+    ({"queries": {"error_rate": "up"}}, "prometheus_url: required with queries"),
+    ({"queries": {"error_rate": "up"}, "prometheus_url": "p:9090"}, "prometheus_url: 'p:9090' is not an http:// or https:// URL"),
+    ({"queries": {"error_rate": "up"}, "prometheus_url": "http://p:9090", "signals": {"error_rate": 0.1}},
+     "signals.error_rate: also given in queries"),
+    ({"targets": [{"name": "a", "checks": [{"type": "tcp", "port": 1}]}], "signals": {"health_failures": 0}},
+     "signals.health_failures: the health checks of targets measure this signal"),
+    ({"targets": [{"name": "a", "checks": [{"type": "tcp", "port": 1}]}],
+      "queries": {"hosts": "count(up)"}, "prometheus_url": "http://p:9090"},
+     "queries.hosts: the health checks of targets measure this signal"),
+    ({"targets": [{"name": "a", "checks": [{"type": "htp"}]}]}, "targets[0].checks[0].type: 'htp' is not one of"),
+    ({"signals": {"hosts": 1}, "window": 0}, "window: 0 must be greater than 0"),
+    ({"signals": {"hosts": 1}, "interval": "soon"}, "interval: 'soon' is not a number"),
+    ({"signals": {"hosts": 1}, "failures": -1}, "failures: -1 is not a whole number, 0 or more"),
+    ({"signals": {"hosts": 1}, "on_empty": "fail"}, "on_empty: 'fail' is not one of skip, zero"),
+    ({"signals": {"hosts": 1}, "matrix": [{"id": "x", "signal": "y", "decision": "now"}]},
+     "matrix[15] (rule x): give either threshold"),
+])
+def test_bad_input_names_the_option_and_value(options, message):
+    with pytest.raises(WatchInputError) as err:
+        Watch(**options)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_a_user_rule_signal_can_be_queried():
+    watch = Watch(queries={"queue_depth": "sum(queue_depth)"}, prometheus_url="http://127.0.0.1:9",
+                  matrix=[{"id": "backlog", "signal": "queue_depth", "threshold": 100, "decision": "partial"}])
+    assert watch.queries == {"queue_depth": "sum(queue_depth)"}
