@@ -9,7 +9,7 @@ LINK := .collections/ansible_collections/fleetops/rollback
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: all venv demo test unit integration molecule bench bench-pg bench-images bench-packages collection ee changelog docs clean
+.PHONY: all venv demo test sanity lint unit integration molecule bench bench-pg bench-images bench-packages collection ee changelog docs clean
 
 all: test
 
@@ -29,8 +29,20 @@ demo: venv
 	$(PY) tools/demo.py
 
 test: venv
+	$(MAKE) sanity lint
 	$(PY) -m pytest
 	$(MAKE) molecule
+
+# ansible-test sanity on every file of the collection with the project's Python (--local --python 3.11),
+# nothing ignored; see tools/sanity.py. SANITY_ARGS="--test pylint" runs one test.
+sanity: venv
+	$(PY) tools/sanity.py $(SANITY_ARGS)
+
+# ansible-lint --profile production (.ansible-lint: offline, nothing skipped) on every role and playbook.
+lint: venv
+	@start=$$(date +%s); \
+	if ansible-lint --nocolor; then echo "ansible-lint: passed in $$(( $$(date +%s) - start )) s"; \
+	else echo "ansible-lint: FAILED in $$(( $$(date +%s) - start )) s"; exit 1; fi
 
 unit: venv
 	$(PY) -m pytest tests/unit

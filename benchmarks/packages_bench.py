@@ -139,7 +139,7 @@ def ansible_restore(venv, wheelhouse, snapshot, workdir):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--packages", type=int, default=50)
     parser.add_argument("--differ", type=int, default=5)
     parser.add_argument("--profile", choices=["realistic", "tiny"], default="realistic", help="package sizes")

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """pg_dump / pg_restore through fleetops.rollback against raw pg_dump / pg_restore, in the same run.
 
     .venv/bin/python benchmarks/pg_bench.py [--scale 20] [--rounds 3] [--json benchmarks/results/pg.json]
@@ -24,7 +23,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,7 +54,7 @@ def main():
     results = {"scale": args.scale, "rounds": args.rounds, "formats": {}}
     try:
         cluster.create_database("bench")
-        seconds, _ = timed(lambda: cluster.pgbench_init("bench", scale=args.scale))
+        seconds, _value = timed(lambda: cluster.pgbench_init("bench", scale=args.scale))
         results["db_bytes"] = cluster.value("SELECT pg_database_size('bench')")
         print("pgbench scale %d loaded in %.1fs (%.0f MB)" % (args.scale, seconds, results["db_bytes"] / 1e6))
         login = {"db": "bench", "login_host": "127.0.0.1", "port": cluster.port, "login_user": ROLE,
@@ -72,7 +70,7 @@ def main():
                 mod_path = os.path.join(work, "mod-%s-%d" % (fmt, round_))
                 argv = ["pg_dump", "-F", flag, "-f", raw_path] + (["-j", str(jobs)] if fmt == "directory" else [])
                 order = [("raw", None), ("mod", None)] if round_ % 2 == 0 else [("mod", None), ("raw", None)]
-                for kind, _ in order:
+                for kind, _step in order:
                     if kind == "raw":
                         raw_dump.append(timed(lambda: cluster.tool(*argv, "bench"))[0])
                     else:
@@ -82,7 +80,7 @@ def main():
 
                 restore_argv = ["pg_restore", "--clean", "--if-exists", "--exit-on-error", "-d", "bench"]
                 restore_argv += ["--single-transaction"] if jobs == 1 else ["-j", str(jobs)]
-                for kind, _ in order:
+                for kind, _step in order:
                     cluster.pgbench_run("bench", transactions=200)
                     if kind == "raw":
                         raw_restore.append(timed(lambda: cluster.tool(*(restore_argv + [raw_path])))[0])
@@ -134,7 +132,7 @@ def main():
             json.dumps(dict(login, dest=dest, format="custom")),
             json.dumps(dict(login, src=dest, safety_dump=False)))
         noop = "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: Ping\n      ansible.builtin.ping:\n"
-        empty, _ = timed(lambda: run_playbook(noop, inventory))
+        empty, _value = timed(lambda: run_playbook(noop, inventory))
         total, run = timed(lambda: run_playbook(play, inventory))
         assert run.rc == 0, run.stdout + run.stderr
         results["ansible_playbook"] = {"dump_and_restore_s": round(total, 3), "one_ping_task_playbook_s": round(empty, 3)}

@@ -62,7 +62,7 @@ def main():
 
     step("2. Deploy release 1, gate on health, snapshot it and mark it known good")
     local_fleet.deploy(fleet, 1, action="restart")
-    healthy, rows, _ = local_fleet.wait_healthy(fleet, timeout=30)
+    healthy, rows, _waited = local_fleet.wait_healthy(fleet, timeout=30)
     show(local_fleet.status(fleet))
     if not healthy:
         sys.exit("release 1 did not come up healthy; see %s/hosts/*/log/app.log" % opts.dir)

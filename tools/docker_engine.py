@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A Docker engine and locally built Debian images for the molecule drills (no registry, no pull).
 
     docker_engine.py ensure                              install docker.io / start dockerd when needed

@@ -137,7 +137,7 @@ def find_free_base(count, low=20000, high=None, attempts=400):
         except ValueError:
             claims = []
         claims = [c for c in claims if _pid_alive(c["pid"])]
-        for _ in range(attempts):
+        for _attempt in range(attempts):
             win_low, win_high = rng.choice(windows)
             base = rng.randrange(win_low, win_high - count)
             overlaps = any(base < c["base"] + c["count"] and c["base"] < base + count for c in claims)

@@ -253,7 +253,7 @@ def _deb_name(name, version, arch):
 
 
 def _deb_fields(path):
-    rc, out, _ = run(["dpkg-deb", "-f", path, "Package", "Version"], timeout=60)
+    rc, out, _err = run(["dpkg-deb", "-f", path, "Package", "Version"], timeout=60)
     fields = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
     return (fields.get("Package"), fields.get("Version")) if rc == 0 else (None, None)
 
@@ -278,7 +278,7 @@ def keep_debs(names, directory):
         _download(fetch, state, directory, kept)
     for name in [n for n in wanted if n not in kept]:
         if shutil.which("dpkg-repack"):
-            rc, _, _ = run(["dpkg-repack", name], cwd=directory, timeout=600)
+            rc, _out, _err = run(["dpkg-repack", name], cwd=directory, timeout=600)
             if rc == 0:
                 for item in os.listdir(directory):
                     path = os.path.join(directory, item)

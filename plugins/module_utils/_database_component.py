@@ -57,7 +57,7 @@ def _link_dump(src, dest):
     """Hard-link a finished dump and its sidecars (they are replaced by rename, never rewritten in place)."""
     source, target = _pg_ops.DumpFiles(src), _pg_ops.DumpFiles(dest)
     if os.path.isdir(source.path):
-        for base, _, names in os.walk(source.path):
+        for base, _dirs, names in os.walk(source.path):
             rel = os.path.relpath(base, source.path)
             os.makedirs(os.path.normpath(os.path.join(target.path, rel)), mode=0o700, exist_ok=True)
             for name in names:

@@ -154,7 +154,7 @@ def image_id(client, ref):
 
 
 def tag(client, image, ref):
-    repo, tag_, _ = split_ref(ref)
+    repo, tag_, _digest = split_ref(ref)
     if not client.tag(image, repo, tag_, force=True):
         raise RollbackError("docker refused to tag %s as %s" % (short_id(image), ref))
 
@@ -366,8 +366,8 @@ def container_verdict(attrs):
             return True, None
         if health.get("Status") == "unhealthy":
             log = (health.get("Log") or [{}])[-1]
-            return True, "unhealthy (last check exit %s: %s)" % (log.get("ExitCode"),
-                                                                (log.get("Output") or "").strip()[:200])
+            output = (log.get("Output") or "").strip()[:200]
+            return True, "unhealthy (last check exit %s: %s)" % (log.get("ExitCode"), output)
         return False, None
     return True, None
 

@@ -111,8 +111,8 @@ def read_snapshot(src, params, spec):
         if body.get("format") != FORMAT:
             raise RollbackError("src: %s is not a package_snapshot file (format %r)" % (src, body.get("format")))
         if body.get("manager") != manager:
-            raise RollbackError("src: %s is a %s snapshot, not %s; set manager=%s" % (src, body.get("manager"), manager,
-                                                                                     body.get("manager")))
+            raise RollbackError("src: %s is a %s snapshot, not %s; set manager=%s"
+                                % (src, body.get("manager"), manager, body.get("manager")))
     if manager == "pip":
         env = dict(spec["pip"][0])
         if body is not None:
@@ -123,7 +123,7 @@ def read_snapshot(src, params, spec):
         else:
             packages = _pip.parse_freeze(text, where="src %s" % src)
             # pip freeze leaves these out: the file says nothing about them, so they are never pruned.
-            env["unmanaged"] = [k for k in FREEZE_HIDDEN]
+            env["unmanaged"] = list(FREEZE_HIDDEN)
         if not isinstance(packages, dict):
             raise RollbackError("src: %s holds no packages" % src)
         env["packages"] = packages
@@ -148,8 +148,8 @@ def read_snapshot(src, params, spec):
     if wanted:
         unknown = [n for n in wanted if n not in apt["packages"]]
         if unknown:
-            raise RollbackError("names: %s not in the snapshot %s (it holds %s)" % (", ".join(unknown), src,
-                                                                                  ", ".join(apt["names"])))
+            raise RollbackError("names: %s not in the snapshot %s (it holds %s)"
+                                % (", ".join(unknown), src, ", ".join(apt["names"])))
         apt["names"] = list(wanted)
     apt.update(hold=params["hold"], prune_extra=True)
     return {"pip": [], "apt": apt}
@@ -171,7 +171,7 @@ def restore_from_file(params, spec, check=False, diff=False):
     record = COMPONENT.narrow(record, selection(params, spec))
     pins = _pins_plan(params, record)
     planned = _plan(record, check)
-    changes = [c for _, found, _ in planned for c in found]
+    changes = [c for _where, found, _listing in planned for c in found]
     result = {"changed": bool(changes) or bool(pins and pins[2]), "changes": changes, "packages": _summary(changes)}
     _add_pins(result, params, pins, diff)
     if diff:

@@ -80,8 +80,8 @@ class PackagesComponent:
         """The spec of a safety capture: the same environments, keeping copies of what the restore will replace."""
         pip_specs = []
         for env in _envs(record):
-            spec = {key: env.get(key) for key in ("virtualenv", "executable", "find_links", "index_url", "prune_extra",
-                                                   "build_isolation", "use_pip_config")}
+            spec = {key: env.get(key) for key in ("virtualenv", "executable", "find_links", "index_url",
+                                                  "prune_extra", "build_isolation", "use_pip_config")}
             spec["keep"] = [c["key"] for c in _pip.plan(env) if c["action"] in ("change", "remove")]
             pip_specs.append(spec)
         apt = _apt_record(record)
@@ -144,8 +144,8 @@ class PackagesComponent:
         out = dict(record)
         if manager == "pip":
             python = selection.get("python")
-            envs = [env for env in record.get("pip") or [] if python in (env.get("python"), env.get("virtualenv"),
-                                                                          env.get("executable"))]
+            envs = [env for env in record.get("pip") or []
+                    if python in (env.get("python"), env.get("virtualenv"), env.get("executable"))]
             if not envs:
                 raise RollbackError("packages: the point holds no pip snapshot of %s (it has: %s)"
                                     % (python, ", ".join(_pip.env_label(e) for e in record.get("pip") or []) or "none"))
@@ -167,8 +167,8 @@ class PackagesComponent:
             if only is not None:
                 unknown = [n for n in only if n not in apt["names"]]
                 if unknown:
-                    raise RollbackError("only: %s not in the apt snapshot (it holds %s)" % (", ".join(unknown),
-                                                                                          ", ".join(apt["names"])))
+                    raise RollbackError("only: %s not in the apt snapshot (it holds %s)"
+                                        % (", ".join(unknown), ", ".join(apt["names"])))
                 apt["only"] = list(only)
             out["pip"], out["apt"] = [], apt
         return out

@@ -324,7 +324,7 @@ def relations(cur):
 
 
 def split_name(qualified):
-    schema, _, name = qualified.partition(".")
+    schema, _dot, name = qualified.partition(".")
     return schema, name
 
 

@@ -84,7 +84,7 @@ def directory_manifest(root, name):
 
 def dump_size(path):
     if os.path.isdir(path):
-        return sum(os.path.getsize(full) for _, full in _walk_files(path))
+        return sum(os.path.getsize(full) for _rel, full in _walk_files(path))
     return os.path.getsize(path)
 
 
@@ -274,7 +274,7 @@ def dump(conn, dest, options, verify=False, overwrite=True):
             counter = _Counter(cur, [name for name, kind in known.items() if kind == "table"])
             counter.start()
             try:
-                rc, _, err = conn.run_tool(argv)
+                rc, _out, err = conn.run_tool(argv)
             finally:
                 counter.join()
             if rc != 0:
@@ -322,8 +322,8 @@ def dump(conn, dest, options, verify=False, overwrite=True):
             meta["verify"] = verify_dump(conn, tmp, meta, jobs)
             if not meta["verify"]["verified"]:
                 raise RollbackError("verify: the new dump of %s did not restore to the same row counts (%s); it was "
-                                    "discarded and %s was left as it was" % (conn.where(), meta["verify"]["problem"],
-                                                                           files.path), verify=meta["verify"])
+                                    "discarded and %s was left as it was"
+                                    % (conn.where(), meta["verify"]["problem"], files.path), verify=meta["verify"])
         install(files, tmp, meta, manifest)
     except BaseException:
         _remove(tmp)
@@ -343,7 +343,7 @@ def install(files, tmp, meta, manifest):
     os.rename(tmp, files.path)
     if os.path.isdir(files.path):
         os.chmod(files.path, 0o700)
-        for _, full in _walk_files(files.path):
+        for _rel, full in _walk_files(files.path):
             os.chmod(full, 0o600)
     else:
         os.chmod(files.path, 0o600)
@@ -404,15 +404,15 @@ def create_like(cur, name, props, skip_settings=()):
         parts.append(sql.SQL(" LOCALE_PROVIDER icu ICU_LOCALE {}").format(sql.Literal(props["icu_locale"])))
     cur.execute(sql.Composed(parts))
     for role, item in props["settings"]:
-        key, _, value = item.partition("=")
+        key, _eq, value = item.partition("=")
         if key in skip_settings:
             continue
         target = (sql.SQL("ALTER ROLE {} IN DATABASE {}").format(_pg.ident(role), _pg.ident(name)) if role else
                   sql.SQL("ALTER DATABASE {}").format(_pg.ident(name)))
         cur.execute(sql.SQL("{} SET {} TO {}").format(target, _pg.ident(key), sql.Literal(value)))
     if props["has_acl"]:
-        cur.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC, {}").format(_pg.ident(name),
-                                                                               _pg.ident(props["owner"])))
+        cur.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC, {}").format(
+            _pg.ident(name), _pg.ident(props["owner"])))
         for grantee, privilege, grantable in props["acl"]:
             who = sql.SQL("PUBLIC") if grantee == "PUBLIC" else _pg.ident(grantee)
             cur.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
@@ -462,7 +462,7 @@ class WriteBlock:
                 if props is None:
                     return
                 for role, item in props["settings"]:
-                    key, _, value = item.partition("=")
+                    key, _eq, value = item.partition("=")
                     if not role and key == self.SETTING:
                         self.previous = value
                 cur.execute(_pg.pgsql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(
@@ -544,7 +544,7 @@ def verify_dump(conn, path, meta, jobs=1):
                 _pg.ident(scratch), _pg.pgsql.Literal(meta.get("encoding") or "UTF8")))
             try:
                 major = meta["server_version_num"] // 10000
-                rc, _, err = conn.run_tool(_restore_argv(conn, major, scratch, path, jobs, no_owner=True))
+                rc, _out, err = conn.run_tool(_restore_argv(conn, major, scratch, path, jobs, no_owner=True))
                 if rc != 0:
                     result["problem"] = "pg_restore into scratch database %s failed (exit %s): %s" % (
                         scratch, rc, err.strip()[-800:])
@@ -666,7 +666,7 @@ def rebuild(conn, path, meta, jobs, skip_settings=()):
             props = database_props(cur, conn.db)
             create_like(cur, tmp, props, skip_settings)
             try:
-                rc, _, err = conn.run_tool(_restore_argv(conn, major, tmp, path, jobs))
+                rc, _out, err = conn.run_tool(_restore_argv(conn, major, tmp, path, jobs))
                 if rc != 0:
                     raise RollbackError("pg_restore failed (exit %s): %s" % (rc, err.strip()[-1500:]))
                 state = _state_in(conn, tmp, sorted(meta["tables"]))
@@ -746,8 +746,8 @@ def restore(conn, files, mode="clean", jobs=1, block_writes=False, safety_dest=N
                 state = rebuild(conn, files.path, meta, jobs, skip_settings=(WriteBlock.SETTING,) if blocker else ())
                 timings["restore"] = round(time.monotonic() - begun, 3)
             else:
-                rc, _, err = conn.run_tool(_restore_argv(conn, major, conn.db, files.path, jobs, clean=True,
-                                                         single=jobs <= 1))
+                rc, _out, err = conn.run_tool(_restore_argv(conn, major, conn.db, files.path, jobs, clean=True,
+                                                            single=jobs <= 1))
                 timings["restore"] = round(time.monotonic() - begun, 3)
                 if rc != 0:
                     raise RollbackError("pg_restore failed (exit %s): %s" % (rc, err.strip()[-1500:]))

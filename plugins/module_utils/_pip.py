@@ -383,8 +383,8 @@ def capture(spec, keep=None, directory=None):
     distributions are kept there too (a safety point's offline copies): `wheelhouse` and `wheels` in the record."""
     python = resolve_python(spec.get("virtualenv"), spec.get("executable"))
     listing = inspect(python, spec.get("use_pip_config", False))
-    record = {key: spec.get(key) for key in ("virtualenv", "executable", "find_links", "index_url", "prune_extra",
-                                              "build_isolation", "use_pip_config")}
+    record = {key: spec.get(key) for key in ("virtualenv", "executable", "find_links", "index_url",
+                                             "prune_extra", "build_isolation", "use_pip_config")}
     record.update(python=python, python_version=listing["python_version"], packages=packages_of(listing))
     if keep and directory:
         record["wheelhouse"] = directory
@@ -515,7 +515,7 @@ def missing_message(record, out, err):
 
 
 def pip_version(python, env):
-    rc, out, _ = run([python, "-c", "import pip; print(pip.__version__)"], env=env, timeout=LIST_TIMEOUT)
+    rc, out, _err = run([python, "-c", "import pip; print(pip.__version__)"], env=env, timeout=LIST_TIMEOUT)
     if rc != 0:
         raise RollbackError("pip: %s has no pip module; install pip into it first" % python)
     numbers = re.findall(r"\d+", out.strip())[:2]

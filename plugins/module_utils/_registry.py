@@ -100,7 +100,7 @@ class Registry:
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
     def _login(self, challenge, repo):
-        scheme, _, params = challenge.partition(" ")
+        scheme, _space, params = challenge.partition(" ")
         if scheme.lower() == "basic":
             if not self.username:
                 raise RollbackError("registry %s asks for a username and password; give registry_username and "
@@ -180,13 +180,13 @@ class Registry:
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         sent = headers.get("Docker-Content-Digest")
         if sent and sent != digest:
-            raise RollbackError("registry %s: the manifest of %s:%s does not match its digest %s" % (self.base, repo,
-                                                                                                      reference, sent))
+            raise RollbackError("registry %s: the manifest of %s:%s does not match its digest %s"
+                                % (self.base, repo, reference, sent))
         return digest, media, body
 
     def put_manifest(self, repo, reference, media, body):
-        _, headers, _ = self.request("PUT", "/v2/%s/manifests/%s" % (repo, reference), repo,
-                                     headers={"Content-Type": media}, body=body, ok=(201, 200))
+        _status, headers, _body = self.request("PUT", "/v2/%s/manifests/%s" % (repo, reference), repo,
+                                               headers={"Content-Type": media}, body=body, ok=(201, 200))
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         got = headers.get("Docker-Content-Digest")
         if got and got != digest:
@@ -194,13 +194,13 @@ class Registry:
         return digest
 
     def _blob_exists(self, repo, digest):
-        status, _, _ = self.request("HEAD", "/v2/%s/blobs/%s" % (repo, digest), repo, ok=(200, 404))
+        status, _headers, _body = self.request("HEAD", "/v2/%s/blobs/%s" % (repo, digest), repo, ok=(200, 404))
         return status == 200
 
     def _mount(self, source_repo, target_repo, digest):
         if self._blob_exists(target_repo, digest):
             return
-        status, headers, _ = self.request(
+        status, headers, _body = self.request(
             "POST", "/v2/%s/blobs/uploads/?%s" % (target_repo, urllib.parse.urlencode({"mount": digest, "from": source_repo})),
             target_repo, ok=(201, 202))
         if status != 201:
@@ -225,8 +225,8 @@ class Registry:
             for child in doc.get("manifests") or []:
                 got = self.get_manifest(source_repo, child["digest"])
                 if got is None:
-                    raise RollbackError("registry %s: %s lists %s, which it does not have" % (self.base, source_repo,
-                                                                                            child["digest"]))
+                    raise RollbackError("registry %s: %s lists %s, which it does not have"
+                                        % (self.base, source_repo, child["digest"]))
                 self.copy_content(source_repo, target_repo, got[1], got[2])
                 self.put_manifest(target_repo, child["digest"], got[1], got[2])
             return
@@ -254,7 +254,7 @@ def plan(registry, name, targets, now=None):
     moves = []
     for target in targets:
         ref = check_target_ref(registry.repo_ref(target, "repository"))
-        repo, tag, _ = split_ref(ref)
+        repo, tag, _digest = split_ref(ref)
         current = registry.get_manifest(repo, tag)
         if current is not None and current[0] == digest:
             continue
@@ -270,9 +270,9 @@ def apply(registry, planned):
     done = []
     try:
         for move in planned["moves"]:
-            repo, tag, _ = split_ref(move["ref"])
+            repo, tag, _digest = split_ref(move["ref"])
             if move["_old"] is not None:
-                _, old_media, old_body = move["_old"]
+                _old_digest, old_media, old_body = move["_old"]
                 registry.put_manifest(repo, split_ref(move["rollback_tag"])[1], old_media, old_body)
             registry.copy_content(planned["source_repo"], repo, planned["media_type"], planned["body"])
             registry.put_manifest(repo, tag, planned["media_type"], planned["body"])
@@ -280,7 +280,7 @@ def apply(registry, planned):
     except RollbackError as err:
         undone, failed = [], []
         for move in reversed(done):
-            repo, tag, _ = split_ref(move["ref"])
+            repo, tag, _digest = split_ref(move["ref"])
             try:
                 if move["_old"] is not None:
                     registry.put_manifest(repo, tag, move["_old"][1], move["_old"][2])
@@ -290,6 +290,6 @@ def apply(registry, planned):
                                   % (move["ref"], planned["digest"]))
             except RollbackError as undo_err:
                 failed.append("%s (%s)" % (move["ref"], undo_err.msg))
-        raise RollbackError("%s; tags put back: %s; not put back: %s" % (err.msg, ", ".join(undone) or "none",
-                                                                          "; ".join(failed) or "none"))
+        raise RollbackError("%s; tags put back: %s; not put back: %s"
+                            % (err.msg, ", ".join(undone) or "none", "; ".join(failed) or "none"))
     return [{k: v for k, v in move.items() if not k.startswith("_")} for move in planned["moves"]]

@@ -39,6 +39,11 @@ attributes:
     description: Shows each file that would change; values of secret-looking keys are redacted.
   idempotent:
     support: full
+    description: A second restore of the same point finds nothing to change (C(changed=false)) and takes no safety point.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
 seealso:
   - module: fleetops.rollback.config_snapshot
   - module: fleetops.rollback.restore_point

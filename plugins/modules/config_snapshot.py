@@ -36,11 +36,19 @@ attributes:
   check_mode:
     support: full
     description: Checks every path can be captured and writes nothing.
+    details: Check mode reports C(changed=true); it does not compare with an existing point of the same O(label).
   diff_mode:
     support: none
+    description: A capture changes nothing on the host that a diff could show; the result names the point.
   idempotent:
+    support: partial
+    description:
+      - With O(label), a capture whose content matches the newest point of that label reuses it (C(changed=false)).
+      - Without O(label), every run captures a new point.
+  platform:
+    description: Target OS/families that can be operated against.
     support: full
-    description: Idempotent when O(label) is given.
+    platforms: posix
 seealso:
   - module: fleetops.rollback.config_restore
   - module: fleetops.rollback.restore_point

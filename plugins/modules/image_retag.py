@@ -104,6 +104,10 @@ attributes:
   idempotent:
     support: full
     description: When every tag already points at O(name) and every selected container runs it, nothing changes.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
 requirements:
   - Docker SDK for Python (C(docker)) on the host, unless O(registry) is used.
 notes:
@@ -167,7 +171,9 @@ containers:
   returned: success
   type: list
   elements: dict
-  sample: [{container: backend, action: recreate, before: {id: "3c1d...", image: "sha256:77ab..."}, after: {id: "8e0f...", image: "sha256:9f2c..."}, seconds: 1.4}]
+  sample:
+    - {container: backend, action: recreate, before: {id: "3c1d...", image: "sha256:77ab..."},
+       after: {id: "8e0f...", image: "sha256:9f2c..."}, seconds: 1.4}
 seconds:
   description: Time the whole retag (and recreation, and waiting) took on the host.
   returned: changed and not check mode
@@ -273,8 +279,8 @@ class ImageRetagModule(ModuleBase):
                                       self.params["ca_path"], self.params["timeout"])
         planned = _registry.plan(registry, self.params["name"], self.params["repository"])
         moves = [{k: v for k, v in m.items() if not k.startswith("_")} for m in planned["moves"]]
-        result = {"changed": bool(moves), "image": {"name": self.params["name"], "id": planned["digest"],
-                                                   "media_type": planned["media_type"]},
+        image = {"name": self.params["name"], "id": planned["digest"], "media_type": planned["media_type"]}
+        result = {"changed": bool(moves), "image": image,
                   "registry": registry.base, "tags": moves, "containers": [], "leftovers": [],
                   "rollback_tags": [m["rollback_tag"] for m in moves if m["rollback_tag"]]}
         if self.diff_mode:

@@ -135,8 +135,15 @@ attributes:
     support: full
     description: Shows the packages that would change as name==version lines, and the pins file before and after.
   idempotent:
+    support: partial
+    description:
+      - A restore of an environment that already matches reports C(changed=false); so does a repeated O(dest) and a
+        capture with a O(label) whose newest point holds the same versions.
+      - A capture into the store without O(label) is a new point every time.
+  platform:
+    description: Target OS/families that can be operated against.
     support: full
-    description: A restore of an environment that already matches reports C(changed=false); so does a repeated O(dest).
+    platforms: posix
 notes:
   - pip resolves every requirement before it installs anything, so a version that cannot be found, or a download or
     build that fails, leaves the environment untouched; the module re-lists it to prove that.

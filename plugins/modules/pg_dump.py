@@ -73,9 +73,14 @@ attributes:
     description: Connects, finds pg_dump and returns the tables with their estimated rows; writes nothing.
   diff_mode:
     support: none
+    description: A dump changes nothing in the database; the result describes the dump (tables, row counts, sha256).
   idempotent:
     support: full
     description: A dump that is still up to date is not taken again (C(changed=false)).
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
 notes:
   - The dump holds the database's data; it is written 0600 (directories 0700).
 seealso:

@@ -79,6 +79,10 @@ attributes:
   idempotent:
     support: full
     description: A second restore of the same dump reports C(changed=false) when nothing was written in between.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
 notes:
   - "How a restore knows it has nothing to do: right after a restore (and when the dump is taken) the state of the
     database is recorded: the server's system identifier, the database's oid, a fingerprint of its schema (objects,
@@ -167,8 +171,8 @@ def restore_diff(plan):
     before = "".join("%s\n" % item for item in plan.get("drop", []) + plan.get("keep", []))
     after = "".join("%s: %s rows\n" % (t, n) for t, n in sorted(plan["restore"]["tables"].items()))
     after += "".join("%s (kept)\n" % item for item in plan.get("keep", []))
-    return {"before_header": "%s (now)" % plan["database"], "after_header": "%s (from %s)" % (plan["database"],
-                                                                                            plan["src"]),
+    return {"before_header": "%s (now)" % plan["database"],
+            "after_header": "%s (from %s)" % (plan["database"], plan["src"]),
             "before": before, "after": after}
 
 

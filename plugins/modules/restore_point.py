@@ -123,8 +123,16 @@ attributes:
     support: full
     description: Shows each file and link that would change; values of secret-looking keys are redacted.
   idempotent:
+    support: partial
+    description:
+      - O(state=restored) of a point the host already matches reports C(changed=false) and takes no safety point.
+      - O(state=present) with O(label) reuses the newest point of that label when it holds the same state
+        (C(changed=false)); without O(label) every capture is a new point.
+      - Marking a point with the status it has, and pruning to O(keep) points twice, change nothing the second time.
+  platform:
+    description: Target OS/families that can be operated against.
     support: full
-    description: A restore of a point the host already matches reports C(changed=false) and takes no safety point.
+    platforms: posix
 notes:
   - The store holds copies of config files, secrets included. It is created 0700 and its files 0600.
   - A directory restore also removes files that were not there at capture; they are kept in the safety point first.

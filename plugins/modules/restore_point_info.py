@@ -34,8 +34,14 @@ attributes:
     description: Read only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Read only; there is nothing to show.
   idempotent:
     support: full
+    description: Read only; always C(changed=false).
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
 seealso:
   - module: fleetops.rollback.restore_point
 """

@@ -7,7 +7,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from playbook_runner import local_inventory, run_playbook  # noqa: E402
 # A PostgreSQL cluster started by the suite itself (one per xdist worker), for any test that asks for it.
-from postgres.fixtures import pg_cluster, pg_database  # noqa: E402,F401
+from postgres import fixtures as pg_fixtures  # noqa: E402
+
+pg_cluster = pg_fixtures.pg_cluster
+pg_database = pg_fixtures.pg_database
 
 
 @pytest.fixture
@@ -37,7 +40,7 @@ def known_good_fleet(tmp_path):
         made.append(fleet)
         failed = [(h.name, msg) for h, ok, msg in local_fleet.deploy(fleet, 1, action="restart") if not ok]
         assert not failed, failed
-        healthy, rows, _ = local_fleet.wait_healthy(fleet, timeout=120)
+        healthy, rows, _waited = local_fleet.wait_healthy(fleet, timeout=120)
         assert healthy, [r for r in rows if r["health"] != 200]
         snap = run_playbook(os.path.join(root, "playbooks", "snapshot.yml"), fleet.inventory,
                             extra_vars={"restore_point_label": "release-1"})

@@ -100,7 +100,7 @@ def build_app_images(client, repo, variants=("v1", "v2", "broken")):
         for variant in variants:
             with open(os.path.join(ctx, "Dockerfile"), "w", encoding="utf-8") as stream:
                 stream.write(DOCKERFILE.format(version=variant, **VARIANTS[variant]))
-            image, _ = client.images.build(path=ctx, tag="%s:%s" % (repo, variant), rm=True, forcerm=True)
+            image, _logs = client.images.build(path=ctx, tag="%s:%s" % (repo, variant), rm=True, forcerm=True)
             ids[variant] = image.id
     return ids
 
@@ -218,7 +218,7 @@ class Scene:
 
     def wait_health(self, short, wanted, timeout=60):
         return wait_until(lambda: health_of(self.client, self.name(short))[0] == wanted,
-                                     timeout=timeout, what="%s %s" % (short, wanted))
+                          timeout=timeout, what="%s %s" % (short, wanted))
 
 
 class Registry:
@@ -288,4 +288,3 @@ class Registry:
         if status != 200:
             return []
         return sorted(json.loads(body).get("tags") or [])
-

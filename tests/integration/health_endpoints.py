@@ -155,7 +155,7 @@ class Listener:
         self._sock.settimeout(0.1)
         while not self._stop.is_set():
             try:
-                conn, _ = self._sock.accept()
+                conn, _addr = self._sock.accept()
             except (socket.timeout, OSError):
                 continue
             conn.close()

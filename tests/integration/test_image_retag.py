@@ -74,9 +74,11 @@ def test_retag_and_recreate_bring_v1_back_with_same_settings(scene, one_host, pl
     after = scene.containers()
     assert after[scene.name("pinned")] == before["containers"][scene.name("pinned")]
     assert after[scene.name("web")][0] != web.id and after[scene.name("worker")][0] != worker.id
-    assert {k: v[1] for k, v in after.items()} == {scene.name("web"): scene.images["v1"],
-                                                  scene.name("worker"): scene.images["v1"],
-                                                  scene.name("pinned"): scene.images["v2"]}
+    assert {k: v[1] for k, v in after.items()} == {
+        scene.name("web"): scene.images["v1"],
+        scene.name("worker"): scene.images["v1"],
+        scene.name("pinned"): scene.images["v2"],
+    }
     assert not [n for n in after if n.endswith(".fleetops-old")]
     # Ready means healthy: the module waited for the HEALTHCHECK, so the app answers at once on the same port.
     assert docker_env.health_of(scene.client, scene.name("web"))[0] == "healthy"
@@ -151,17 +153,20 @@ def test_bad_input_fails_clearly_and_changes_nothing(scene, one_host, playbook):
     scene.run("stale")
     scene.run("stale.fleetops-old")  # what a run killed half-way leaves: the previous container, set aside
     before = scene.state()
+
+    def fill(value):
+        return value.format(repo=scene.repo, prefix=scene.prefix)
+
     tasks = []
-    for index, (params, _) in enumerate(BAD_INPUT):
+    for index, (params, _needle) in enumerate(BAD_INPUT):
         args = {"name": scene.ref("previous"), "repository": [scene.ref("latest")], "containers": [scene.name("web")]}
         for key, value in params.items():
-            fill = lambda v: v.format(repo=scene.repo, prefix=scene.prefix)  # noqa: E731
             args[key] = [fill(v) for v in value] if isinstance(value, list) else fill(value)
         tasks.append({"name": "Bad %d" % index, "fleetops.rollback.image_retag": args, "ignore_errors": True})
     play = json.dumps([{"hosts": "all", "gather_facts": False, "tasks": tasks}]) + "\n"
     for check in (True, False):
         run = playbook(play, one_host, check=check)
-        for index, (_, needle) in enumerate(BAD_INPUT):
+        for index, (_params, needle) in enumerate(BAD_INPUT):
             result = run.result("Bad %d" % index, "target")
             assert run.status("Bad %d" % index, "target") == "failed" and needle in result["msg"], (index, result.get("msg"))
         assert scene.state() == before
@@ -256,7 +261,7 @@ def test_registry_retag_moves_the_manifest_without_layers(scene, registry, one_h
 
 
 def test_registry_retag_with_basic_auth_keeps_the_password_out_of_output(scene, docker_client, one_host, playbook,
-                                                                           tmp_path):
+                                                                         tmp_path):
     password = "s3cret-registry-pw"
     registry = docker_env.Registry(tmp_path / "registry", auth=("deploy", password)).start()
     try:

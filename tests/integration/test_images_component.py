@@ -154,12 +154,12 @@ BAD_CAPTURE = [
 
 def test_bad_capture_input_names_the_value_and_writes_nothing(app, one_host, playbook):
     tasks = []
-    for index, (components, _) in enumerate(BAD_CAPTURE):
+    for index, (components, _needle) in enumerate(BAD_CAPTURE):
         text = json.dumps(components).replace("{repo}", app.repo).replace("{prefix}", app.prefix)
         tasks.append({"name": "Bad %d" % index, "ignore_errors": True,
                       "fleetops.rollback.restore_point": {"store_path": str(app.store), "components": json.loads(text)}})
     run = playbook(json.dumps([{"hosts": "all", "gather_facts": False, "tasks": tasks}]) + "\n", one_host)
-    for index, (_, needle) in enumerate(BAD_CAPTURE):
+    for index, (_components, needle) in enumerate(BAD_CAPTURE):
         result = run.result("Bad %d" % index, "target")
         assert run.status("Bad %d" % index, "target") == "failed" and needle in result["msg"], (index, result.get("msg"))
     assert not app.store.exists()

@@ -29,7 +29,7 @@ def cli(*args, timeout=120):
 def pids(fleet):
     out = {}
     for host in fleet.hosts:
-        pid, _ = appctl.read_pid(host.root)
+        pid, _stale = appctl.read_pid(host.root)
         out[host.name] = pid
     return out
 
@@ -81,11 +81,11 @@ def test_free_ranges_avoid_ephemeral_ports_and_each_other():
     # Parallel workers each pick ranges; a claim keeps a picked range out of later picks while its
     # process lives, and the kernel's client-port range is never used (a probe could hold one).
     eph_low, eph_high = fleetlib.ephemeral_range()
-    picked = [(fleetlib.find_free_base(50), 50) for _ in range(20)]
+    picked = [(fleetlib.find_free_base(50), 50) for _attempt in range(20)]
     for base, count in picked:
         assert base + count <= eph_low or base > eph_high
     spans = sorted(picked)
-    for (base, count), (next_base, _) in zip(spans, spans[1:]):
+    for (base, count), (next_base, _next_count) in zip(spans, spans[1:]):
         assert base + count <= next_base
 
 
@@ -221,7 +221,7 @@ def test_services_role_restarts_the_fleet(running, playbook):
         assert item["stdout"].startswith(f"stopped (pid {before[host.name]}); started (pid ")
         assert after[host.name] and after[host.name] != before[host.name]
         assert not appctl.alive(before[host.name])
-    ok, rows, _ = fleetlib.wait_healthy(running, timeout=60)
+    ok, rows, _waited = fleetlib.wait_healthy(running, timeout=60)
     assert ok, rows
 
 
@@ -272,5 +272,5 @@ def test_services_role_keeps_declared_order(running, playbook):
                    extra_vars={"services_list": services, "services_only": ["lats"]})
     assert run.rc != 0
     assert "services_only names services that are not in services_list: lats" in run.stdout
-    ok, rows, _ = fleetlib.wait_healthy(running, timeout=60)
+    ok, rows, _waited = fleetlib.wait_healthy(running, timeout=60)
     assert ok, rows

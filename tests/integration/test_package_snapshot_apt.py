@@ -215,8 +215,9 @@ def test_failure_midway_puts_the_installed_version_back(probe, tmp_path, one_hos
 
 def test_restore_point_component_with_hold_and_kept_debs(probe, tmp_path, one_host, playbook):
     store = tmp_path / "store"
-    capture = play("Capture", "restore_point", {"store_path": str(store), "label": "apt-good", "status": "known_good",
-                                               "components": {"packages": {"apt": {"names": [PROBE], "hold": True}}}})
+    capture = play("Capture", "restore_point", {
+        "store_path": str(store), "label": "apt-good", "status": "known_good",
+        "components": {"packages": {"apt": {"names": [PROBE], "hold": True}}}})
     assert playbook(capture, one_host).rc == 0
     install("2.0")
     text = play("Restore", "restore_point", {"store_path": str(store), "state": "restored"})

@@ -54,8 +54,8 @@ def snapshot(venv, dest, **extra):
 
 
 def restore(venv, src, **extra):
-    return play(("Restore", "package_snapshot", dict({"manager": "pip", "state": "restored", "virtualenv": venv,
-                                                       "src": str(src)}, **extra)))
+    args = dict({"manager": "pip", "state": "restored", "virtualenv": venv, "src": str(src)}, **extra)
+    return play(("Restore", "package_snapshot", args))
 
 
 def check_real_again(playbook, text, inventory, task="Restore", diff=False):
@@ -340,8 +340,8 @@ def test_package_snapshot_point_partial_restore(venv, wheelhouse, tmp_path, one_
     text = play(("Restore", "package_snapshot", {"manager": "pip", "state": "restored", "virtualenv": venv,
                                                  "store_path": str(store), "only": ["fleetops-alpha"]}))
     check, real, again = check_real_again(playbook, text, one_host)
-    assert check["packages"] == real["packages"] == {"added": [], "removed": [],
-                                                    "changed": [{"name": "fleetops-alpha", "from": "2.0", "to": "1.0"}]}
+    expected = {"added": [], "removed": [], "changed": [{"name": "fleetops-alpha", "from": "2.0", "to": "1.0"}]}
+    assert check["packages"] == real["packages"] == expected
     assert real["safety_point"] and again["changed"] is False
     assert pyenvs.versions(venv)["fleetops-alpha"] == "1.0"
     assert pyenvs.package_files(venv, "fleetops-gamma") == gamma

@@ -5,7 +5,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -94,7 +93,7 @@ def break_host(root):
 
 
 def host_state(root):
-    return {k: v for k, v in tree_state(root).items() if not k.startswith(STORE.split("/")[0] + "/lib")}
+    return {k: v for k, v in tree_state(root).items() if not k.startswith(STORE.split("/", maxsplit=1)[0] + "/lib")}
 
 
 def plan_view(plan):

@@ -405,17 +405,17 @@ ROOTS = st.tuples(st.just("dir"), st.dictionaries(NAMES, TREES, max_size=4), DIR
 def build(path, node):
     kind = node[0]
     if kind == "file":
-        _, data, mode, owner = node
+        _kind, data, mode, owner = node
         with open(path, "wb") as stream:
             stream.write(data)
         os.chown(path, *owner)
         os.chmod(path, mode)
     elif kind == "link":
-        _, target, owner = node
+        _kind, target, owner = node
         os.symlink(target, path)
         os.lchown(path, *owner)
     else:
-        _, children, mode, owner = node
+        _kind, children, mode, owner = node
         os.mkdir(path)
         for name, child in children.items():
             build(os.path.join(path, name), child)

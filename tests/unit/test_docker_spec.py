@@ -148,13 +148,13 @@ def test_create_config_keeps_what_the_container_set_and_drops_image_defaults():
 def test_create_config_keeps_an_overridden_command_entrypoint_and_healthcheck():
     attrs = container(Config={"Cmd": ["httpd", "-f", "-v"], "Healthcheck": {"Test": ["NONE"]}, "Hostname": "web1",
                               "User": "1000"})
-    config, _ = _docker.create_config(attrs, IMAGE, image="sha256:" + "1" * 64)
+    config, _networks = _docker.create_config(attrs, IMAGE, image="sha256:" + "1" * 64)
     assert config["Image"] == "sha256:" + "1" * 64
     assert config["Cmd"] == ["httpd", "-f", "-v"] and "Entrypoint" not in config
     assert config["Healthcheck"] == {"Test": ["NONE"]}
     assert config["Hostname"] == "web1" and config["User"] == "1000"
     attrs = container(Config={"Entrypoint": ["/bin/sh", "-c"], "Cmd": None})
-    config, _ = _docker.create_config(attrs, IMAGE)
+    config, _networks = _docker.create_config(attrs, IMAGE)
     assert config["Entrypoint"] == ["/bin/sh", "-c"] and config["Cmd"] is None
 
 
@@ -171,7 +171,7 @@ def test_create_config_on_default_bridge_and_shared_namespace():
 def test_create_config_does_not_double_mount_a_volume_already_bound():
     attrs = container(HostConfig={"Binds": ["appdata:/data"]},
                       Mounts=[{"Type": "volume", "Name": "appdata", "Destination": "/data", "RW": True}])
-    config, _ = _docker.create_config(attrs, IMAGE)
+    config, _networks = _docker.create_config(attrs, IMAGE)
     assert config["HostConfig"]["Binds"] == ["appdata:/data"]
 
 

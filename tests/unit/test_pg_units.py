@@ -27,7 +27,7 @@ def test_password_is_redacted_and_never_on_argv(tmp_path):
     script = tmp_path / "show"
     script.write_text("#!/bin/sh\nstat -c %a \"$PGPASSFILE\"\ncat \"$PGPASSFILE\"\necho \"pw=$PGPASSWORD\"\n")
     os.chmod(script, 0o755)
-    rc, out, _ = conn.run_tool([str(script)], capture_stdout=True)
+    rc, out, _err = conn.run_tool([str(script)], capture_stdout=True)
     assert rc == 0 and out.splitlines() == ["600", "*:*:*:*:s3cret\\:pw", "pw="]
 
 

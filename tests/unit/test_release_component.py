@@ -109,7 +109,7 @@ def test_flip_is_atomic_for_readers(store, app):
     thread = threading.Thread(target=reader)
     thread.start()
     try:
-        for _ in range(150):
+        for _attempt in range(150):
             for record in (to_v1, to_v2):
                 RELEASE.apply(store, record, RELEASE.plan(store, record, "p"))
     finally:

@@ -256,7 +256,7 @@ def test_put_file_dedups_and_verifies(store, tmp_path):
     sha1, sha2, sha3 = store.put_file(str(one)), store.put_file(str(two)), store.put_file(str(other))
     assert sha1 == sha2 != sha3
     assert sha1 == _store.sha256_bytes(b"same body\n")
-    blobs = [os.path.join(d, f) for d, _, files in os.walk(store.blobs_dir) for f in files]
+    blobs = [os.path.join(d, f) for d, _dirs, files in os.walk(store.blobs_dir) for f in files]
     assert sorted(blobs) == sorted([store.blob_path(sha1), store.blob_path(sha3)])  # no temp leftovers
     assert store.blob_path(sha1) == os.path.join(store.blobs_dir, sha1[:2], sha1[2:])
     with store.open_blob(sha1) as stream:

@@ -33,7 +33,7 @@ def test_store_is_private(host):
 
 
 def test_one_rollback_and_the_abandoned_state_is_bad(host):
-    points, _ = drill_checks.assert_rolled_back_once(host, REASON, later_noops=False)
+    points, _event = drill_checks.assert_rolled_back_once(host, REASON, later_noops=False)
     before = [m for m in points.values() if (m.get("label") or "").startswith("before-rollback-")]
     # One comprehensive safety point from the standard path (the idempotence run did not take another),
     # holding the bad release, and marked bad so that nothing restores it automatically.

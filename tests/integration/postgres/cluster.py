@@ -104,7 +104,7 @@ class PgCluster:
             kwargs.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
             kwargs.setdefault("env", dict(os.environ, HOME=entry.pw_dir))
         kwargs.setdefault("cwd", self.base)
-        return subprocess.run(argv, **kwargs)
+        return subprocess.run(argv, check=kwargs.pop("check", False), **kwargs)
 
     def _initdb(self):
         proc = self._run([os.path.join(self.bin_dir, "initdb"), "-D", self.data, "-U", "postgres",
@@ -189,7 +189,7 @@ class PgCluster:
             full_env["PGPASSWORD"] = password
         full_env.update(env or {})
         proc = subprocess.run([os.path.join(self.bin_dir, name)] + [str(a) for a in args], env=full_env,
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout, check=False)
         if check and proc.returncode != 0:
             raise PgClusterError("%s %s failed (%s): %s" % (name, " ".join(map(str, args)), proc.returncode,
                                                             proc.stderr[-2000:]))
