@@ -176,7 +176,8 @@ class CallbackModule(CallbackBase):
         self._result(result, "ignored" if ignore_errors else "failed")
 
     def v2_runner_on_skipped(self, result):
-        self._result(result, "skipped")
+        # A skipped result says nothing the report keeps; reading it would only cost a copy per host.
+        self.recorder.on_result(result._task._uuid, result._host.get_name(), "skipped")
 
     def v2_runner_on_unreachable(self, result):
         self._result(result, "unreachable")

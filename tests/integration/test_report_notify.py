@@ -217,6 +217,49 @@ def test_check_mode_and_standard_rollout_notify_and_report(fleet3, playbook, rec
     assert [sum(s["outcomes"].values()) for s in restores] == [1, 2]
 
 
+def test_partial_and_drill_runs_are_journaled_notified_and_reported(fleet3, playbook, receiver, tmp_path):
+    fleet = fleet3
+    report_dir = tmp_path / "reports"
+    common = {"notify_webhooks": hooks(receiver), "rollback_report_dir": str(report_dir)}
+    break_fleet(fleet)
+    run = playbook(os.path.join(PLAYBOOKS, "rollback_partial.yml"), fleet.inventory, limit=fleet.group, env=REPORTING,
+                   extra_vars=dict(common, rollback_components=["release"], rollback_reason="INC-31 bad code"))
+    assert run.rc == 0, run.stdout[-3000:]
+    assert receiver.events("/hook") == ["start", "success"]
+    run_id = receiver.bodies("/hook")[0]["rollback_id"]
+    assert {b["type"] for b in receiver.bodies("/hook")} == {"partial"}
+    for host in fleet.hosts:
+        last = journal(host)[-1]
+        assert (last["event"], last["outcome"], last["run"], last["type"], last["reason"]) == (
+            "restore", "restored", run_id, "partial", "INC-31 bad code")
+    report = json.loads(open(reports(report_dir)[run_id]["json"], encoding="utf-8").read())
+    assert report["type"] == "partial" and {set(h["changed"]) == {"release"} for h in report["hosts"].values()} == {True}
+
+    # A drill is one run: its own id and type from the snapshot to the verification, one start and one success
+    # (the rollback playbook it imports joins the run instead of announcing its own).
+    seen = len(receiver.posts)
+    local_fleet.deploy(fleet, 1, action="restart")
+    local_fleet.wait_healthy(fleet, timeout=60)
+    run = playbook(os.path.join(PLAYBOOKS, "rollback_drill.yml"), fleet.inventory, limit=fleet.group, env=REPORTING,
+                   extra_vars=dict(common, drill_fault="bad_config",
+                                   drill_bad_config={"path": "{{ fleet_root }}/etc/app/conf.d/99-drill.env",
+                                                     "content": "WORKERS=0\n"}))
+    assert run.rc == 0, run.stdout[-3000:]
+    bodies = receiver.bodies("/hook")[seen:]
+    assert [b["event"] for b in bodies] == ["start", "success"] and {b["type"] for b in bodies} == {"drill"}
+    drill_id = bodies[0]["rollback_id"]
+    assert drill_id.startswith("drill-") and bodies[0]["reason"] == "drill %s: bad_config fault, immediate rollback" \
+        % drill_id
+    for host in fleet.hosts:
+        events = [(e["event"], e.get("outcome")) for e in journal(host) if e.get("run") == drill_id]
+        assert events == [("capture", None), ("restore", "restored")]
+        assert {e["type"] for e in journal(host) if e.get("run") == drill_id} == {"drill"}
+    report = json.loads(open(reports(report_dir)[drill_id]["json"], encoding="utf-8").read())
+    assert report["type"] == "drill" and report["outcome"] == "success"
+    assert report["drill"]["fault"] == "bad_config" and int(report["drill"]["recovered"]) == 3
+    assert len(report["plays"]) == 5  # snapshot, inject, detect, roll back, verify
+
+
 @pytest.mark.slow
 def test_the_report_of_a_20_host_run_has_every_host_and_step(known_good_fleet, playbook, tmp_path):
     fleet = known_good_fleet(20)
