@@ -122,8 +122,11 @@ def preflight(components):
         COMPONENTS[name].check_capturable(spec)
 
 
-def capture(store, components, label=None, status="candidate", kind="capture", check=False, safety_for=None):
+def capture(store, components, label=None, status="candidate", kind="capture", check=False, safety_for=None,
+            audit=None):
     """Capture a point. With a label whose newest point holds the same state, reuse that point.
+
+    `audit` ({run, type}: the rollback run this is part of) goes into the journal entry.
 
     A safety point records the state exactly as it is, missing paths and dangling links included,
     because that is what a revert must bring back."""
@@ -171,7 +174,8 @@ def capture(store, components, label=None, status="candidate", kind="capture", c
     if status == "known_good":
         store.set_known_good(manifest["id"])
     if kind == "capture":
-        store.journal("capture", point=manifest["id"], label=label, status=status, components=list(records))
+        store.journal("capture", point=manifest["id"], label=label, status=status, components=list(records),
+                      **(audit or {}))
     return {"changed": True, "point": summary(manifest), "reused": False}
 
 
@@ -230,7 +234,10 @@ def run_restart_commands(commands):
 
 
 def restore(store, ref="known_good", names=None, select=None, check=False, diff=False, reason=None,
-            restart_commands=None, narrow=None):
+            restart_commands=None, narrow=None, audit=None):
+    """Roll back to a point. `audit` ({run, type}: the rollback run this restore is part of) goes into every
+    journal entry it writes, with `reason` and the outcome."""
+    audit = audit or {}
     started = time.monotonic()
     target = store.resolve(ref)
     if target["status"] == "bad":
@@ -252,7 +259,7 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
             result["restarted"] = [{"command": argv[:3], "rc": None} for argv in restart_commands]
         return result
     if not result["changed"]:
-        store.journal("restore", point=target["id"], outcome="noop", reason=reason)
+        store.journal("restore", point=target["id"], outcome="noop", reason=reason, **audit)
         result["seconds"] = round(time.monotonic() - started, 3)
         return result
 
@@ -280,7 +287,7 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
         if drift:
             failure = ("verify", RollbackError("after applying, %s still differ from point %s" % (", ".join(drift), target["id"])))
     if failure is not None:
-        _fail_and_revert(store, target, result, todo, applied, failure, safety_records, reason)
+        _fail_and_revert(store, target, result, todo, applied, failure, safety_records, reason, audit)
 
     for name in todo:
         result["plan"][name]["seconds"] = timings.get(name)
@@ -290,7 +297,7 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
     result["seconds"] = round(time.monotonic() - started, 3)
     store.journal("restore", point=target["id"], outcome="restored", safety_point=safety_id, reason=reason,
                   components={name: len(changes[name]) for name in todo}, seconds=result["seconds"],
-                  restart_error=restart_error)
+                  restart_error=restart_error, **audit)
     if restart_error:
         # The files are right; the service is not. Reverting would only bring the bad release back.
         raise RollbackError("point %s was restored (safety point %s), but restarting failed: %s; the host runs the "
@@ -299,7 +306,7 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
     return result
 
 
-def _fail_and_revert(store, target, result, todo, applied, failure, safety_records, reason):
+def _fail_and_revert(store, target, result, todo, applied, failure, safety_records, reason, audit=None):
     """Put back what the safety point holds for every component touched, then raise with the whole story."""
     failed_name, err = failure
     message = getattr(err, "msg", None) or "%s: %s" % (type(err).__name__, err)
@@ -317,7 +324,8 @@ def _fail_and_revert(store, target, result, todo, applied, failure, safety_recor
                     "UNKNOWN: revert failed: %s" % revert_errors[name] if name in revert_errors else
                     "untouched") for name in todo}
     store.journal("restore", point=target["id"], outcome="failed", failed_component=failed_name, error=message,
-                  safety_point=result["safety_point"], reverted=reverted, revert_errors=revert_errors, reason=reason)
+                  safety_point=result["safety_point"], reverted=reverted, revert_errors=revert_errors, reason=reason,
+                  **(audit or {}))
     if revert_errors:
         msg = ("restore of point %s failed in %s (%s) and re-applying safety point %s also failed for %s; the host is "
                "in a mixed state: %s. Restore the safety point explicitly (point=%s) once the cause is fixed"
@@ -330,7 +338,7 @@ def _fail_and_revert(store, target, result, todo, applied, failure, safety_recor
                         point=result["point"], plan=result["plan"], reverted=not revert_errors)
 
 
-def mark(store, ref, status, check=False):
+def mark(store, ref, status, check=False, audit=None):
     if status not in ("candidate", "known_good", "bad"):
         raise RollbackError("status: %r cannot be set on an existing point; use candidate, known_good or bad" % status)
     target = store.resolve(ref)
@@ -338,7 +346,7 @@ def mark(store, ref, status, check=False):
     changed = target["status"] != status or (status == "known_good" and pointer != target["id"])
     if changed and not check:
         target = store.set_status(target, status)
-        store.journal("mark", point=target["id"], status=status)
+        store.journal("mark", point=target["id"], status=status, **(audit or {}))
     return {"changed": changed, "point": summary(dict(target, status=status))}
 
 

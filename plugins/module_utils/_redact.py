@@ -19,6 +19,8 @@ URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\s
 # "key": "value" pairs anywhere on a line (one-line JSON, inline YAML maps).
 QUOTED_PAIR = re.compile(r"(?P<q>[\"'])(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?P=q)(?P<sep>\s*:\s*)"
                          r"(?P<value>\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^,}\]\s]+)")
+# KEY=value anywhere in a line: command lines, URLs' query strings, log and error messages.
+INLINE_PAIR = re.compile(r"(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)=(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;&]+)")
 PRIVATE_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.DOTALL)
 
 
@@ -32,13 +34,19 @@ def _redact_pair(match):
     return "%s%s%s%s\"%s\"" % (match.group("q"), match.group("key"), match.group("q"), match.group("sep"), REDACTED)
 
 
+def _redact_inline(match):
+    if not is_secret_key(match.group("key")):
+        return match.group(0)
+    return "%s=%s" % (match.group("key"), REDACTED)
+
+
 def redact_line(line):
     line = URL_CREDENTIALS.sub(lambda m: "%s%s:%s@" % (m.group("scheme"), m.group("user"), REDACTED), line)
     line = QUOTED_PAIR.sub(_redact_pair, line)
     match = ASSIGNMENT.match(line)
     if match and match.group("value").strip() and is_secret_key(match.group("key")):
         return "%s%s%s%s" % (match.group("lead"), match.group("key"), match.group("sep"), REDACTED)
-    return line
+    return INLINE_PAIR.sub(_redact_inline, line)
 
 
 def redact_text(text):
@@ -58,3 +66,81 @@ def printable_text(data, limit=256 * 1024):
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def redact_data(data):
+    """A copy of JSON-like data with the value of every secret-looking key replaced and secret-looking text
+    (KEY=value lines, URL credentials, private key blocks) redacted in every string. Key names stay."""
+    if isinstance(data, dict):
+        out = {}
+        for key, value in data.items():
+            if isinstance(key, str) and is_secret_key(key) and value not in (None, "", [], {}) \
+                    and not isinstance(value, bool):
+                out[key] = REDACTED
+            else:
+                out[key] = redact_data(value)
+        return out
+    if isinstance(data, (list, tuple)):
+        return [redact_data(item) for item in data]
+    if isinstance(data, str):
+        return redact_text(data)
+    return data
+
+
+# Values too short or too common to scrub by value: replacing them everywhere would mangle text, not protect it.
+_NOT_SECRETS = frozenset(("true", "false", "none", "null", "yes", "no", "on", "off", REDACTED))
+MIN_SCRUB_LENGTH = 4
+
+
+def secret_values(data, inherited=False):
+    """Every string under a secret-looking key of JSON-like data (nested values included), for scrubbing by value."""
+    found = set()
+    stack = [(data, inherited)]
+    while stack:
+        item, secret = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                stack.append((value, secret or (isinstance(key, str) and is_secret_key(key))))
+        elif isinstance(item, (list, tuple, set)):
+            stack.extend((value, secret) for value in item)
+        elif secret and isinstance(item, (str, int, float)) and not isinstance(item, bool):
+            text = str(item)
+            if len(text) >= MIN_SCRUB_LENGTH and text.lower() not in _NOT_SECRETS:
+                found.add(text)
+    return found
+
+
+class Scrubber:
+    """Replaces known secret values wherever they occur in strings, longest first (so a secret that contains
+    another is replaced whole)."""
+
+    def __init__(self, values=()):
+        self.values = set()
+        self.add(values)
+
+    def add(self, values):
+        for value in values:
+            text = str(value)
+            if len(text) >= MIN_SCRUB_LENGTH and text.lower() not in _NOT_SECRETS:
+                self.values.add(text)
+        self._pattern = (re.compile("|".join(re.escape(v) for v in sorted(self.values, key=len, reverse=True)))
+                         if self.values else None)
+
+    def text(self, text):
+        if self._pattern is None or not isinstance(text, str):
+            return text
+        return self._pattern.sub(REDACTED, text)
+
+    def data(self, data):
+        """A copy of JSON-like data with known secret values scrubbed from every string (keys included)."""
+        if isinstance(data, dict):
+            return {self.text(key): self.data(value) for key, value in data.items()}
+        if isinstance(data, (list, tuple)):
+            return [self.data(item) for item in data]
+        return self.text(data)
+
+
+def sanitize(data, values=()):
+    """What may leave a run (reports, notifications, the journal): secret keys and text redacted, then every
+    known secret value scrubbed."""
+    return Scrubber(values).data(redact_data(data))

@@ -29,6 +29,7 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._common import R
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import (
     CHUNK, append_line, atomic_write, canonical_json, fsync_dir, private_dir, sha256_bytes, sha256_file)
 from ansible_collections.fleetops.rollback.plugins.module_utils._lock import StoreLock
+from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_data
 
 MANIFEST_FORMAT = 1
 STATUSES = ("candidate", "known_good", "bad", "safety")
@@ -295,7 +296,8 @@ class Store:
     # ---------------------------------------------------------------- journal
     def journal(self, event, **fields):
         record = {"ts": utc_now().isoformat(timespec="milliseconds"), "event": event, "actor": actor()}
-        record.update(fields)
+        # Reasons and error messages come from people and tools: nothing secret-looking is kept.
+        record.update(redact_data(fields))
         self.ensure()
         append_line(self.journal_path, json.dumps(record, sort_keys=True, default=str))
         return record

@@ -102,7 +102,18 @@ options:
     description: With O(state=absent) and no O(point), how many of the newest points to keep.
     type: int
   reason:
-    description: Why this restore is happening; recorded in the journal.
+    description: Why this restore is happening (the trigger, for example an incident id); recorded in the journal.
+    type: str
+  run_id:
+    description:
+      - The id of the rollback run this call is part of; recorded as C(run) in every journal entry the call writes
+        (capture, restore, mark), so the journal of each host can be joined with the run's report.
+      - The rollback playbooks pass the id of their run (the C(rollback_run) fact).
+    type: str
+  run_type:
+    description:
+      - The kind of rollback run this call is part of (for example C(immediate), C(standard), C(partial),
+        C(failed_recovery), C(drill)); recorded as C(type) in every journal entry the call writes.
     type: str
   restart_commands:
     description:
@@ -252,7 +263,14 @@ class RestorePointModule(ModuleBase):
         restart_commands=dict(type="list", elements="list"),
         select=dict(type="dict"),
         database_password=dict(type="str", no_log=True),
+        run_id=dict(type="str"),
+        run_type=dict(type="str"),
     )
+
+    def audit(self):
+        """The run this call belongs to, for the journal."""
+        fields = {"run": self.params["run_id"], "type": self.params["run_type"]}
+        return {key: value for key, value in fields.items() if value}
 
     def run(self):
         hide_secrets(self.module, self.params["components"])
@@ -276,7 +294,8 @@ class RestorePointModule(ModuleBase):
                                        diff=self.diff_mode, restart_commands=commands)
             with _points.locked(store, self.params, "restore"):
                 return _points.restore(store, self.params["point"], names, select=self.params["select"],
-                                       diff=self.diff_mode, reason=self.params["reason"], restart_commands=commands)
+                                       diff=self.diff_mode, reason=self.params["reason"], restart_commands=commands,
+                                       audit=self.audit())
         if self.params["keep"] is None and not self.params["point"]:
             raise RollbackError("state=absent needs keep (how many newest points to keep) or point (the one to remove)")
         if not store.exists():
@@ -294,7 +313,7 @@ class RestorePointModule(ModuleBase):
             if self.check_mode:
                 return _points.mark(store, self.params["point"], self.params["status"], check=True)
             with _points.locked(store, self.params, "mark"):
-                return _points.mark(store, self.params["point"], self.params["status"])
+                return _points.mark(store, self.params["point"], self.params["status"], audit=self.audit())
         status = self.params["status"] or "candidate"
         if status == "bad":
             raise RollbackError("status: a new point cannot be captured as bad; capture it as candidate or known_good")
@@ -303,7 +322,7 @@ class RestorePointModule(ModuleBase):
         if self.check_mode:
             return _points.capture(store, components, self.params["label"], status, check=True)
         with _points.locked(store, self.params, "capture"):
-            return _points.capture(store, components, self.params["label"], status)
+            return _points.capture(store, components, self.params["label"], status, audit=self.audit())
 
     def component_names(self):
         value = self.params["components"]

@@ -252,6 +252,30 @@ def test_failure_midway_reverts_to_pre_rollback_state(host):
     assert leftovers == []
 
 
+def test_every_journal_entry_of_a_run_names_the_run(host):
+    """Capture, mark, restore (restored, noop, failed): each entry carries the run id and type given."""
+    run = {"run": "20261122T031500Z-1a2b", "type": "standard"}
+    good = _points.capture(host.store, host.spec(), label="good", status="known_good", audit=run)["point"]
+    host.break_it()
+    bad = _points.capture(host.store, host.spec(), label="bad", audit=run)["point"]
+    _points.mark(host.store, bad["id"], "bad", audit=run)
+    _points.restore(host.store, reason="INC-7", audit=run)
+    _points.restore(host.store, reason="INC-7", audit=run)
+    # The host is good again: capture it with a release check that fails, so the next restore fails.
+    _points.capture(host.store, host.spec(release_validate="test ! -e %s"), label="good-v", status="known_good")
+    host.break_it()
+    with pytest.raises(RollbackError):
+        _points.restore(host.store, reason="INC-8", audit=dict(run, run="run-2"))
+    journal = host.store.read_journal()
+    assert [(e["event"], e.get("outcome")) for e in journal[:5]] == [
+        ("capture", None), ("capture", None), ("mark", None), ("restore", "restored"), ("restore", "noop")]
+    assert all(e["run"] == run["run"] and e["type"] == "standard" for e in journal[:5])
+    assert journal[3]["reason"] == "INC-7" and journal[3]["point"] == good["id"]
+    assert (journal[-1]["outcome"], journal[-1]["run"], journal[-1]["reason"]) == ("failed", "run-2", "INC-8")
+    # Without a run (a restore called outside the playbooks) the entry has no run fields.
+    assert "run" not in journal[5] and "type" not in journal[5]
+
+
 def test_restore_recreates_a_deleted_config_root(host):
     """The classic incident: someone deleted the config. The safety point must record it as absent,
     not refuse to restore."""

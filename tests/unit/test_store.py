@@ -397,6 +397,15 @@ def test_journal_appends_json_lines_with_actor(store, monkeypatch):
     datetime.fromisoformat(records[0]["ts"])
 
 
+def test_journal_keeps_no_secret(store):
+    record = store.journal("rollback", outcome="failed", reason="INC-9 DB_PASSWORD=hunter2-pw",
+                           error="connect postgres://app:pa55word@db/app failed", details={"api_token": "tok-123456"})
+    text = open(store.journal_path, encoding="utf-8").read()
+    for secret in ("hunter2-pw", "pa55word", "tok-123456"):
+        assert secret not in text and secret not in json.dumps(record)
+    assert record["reason"].startswith("INC-9 DB_PASSWORD=") and record["details"] == {"api_token": "********"}
+
+
 def test_actor_falls_back_to_sudo_user(monkeypatch):
     monkeypatch.delenv("FLEETOPS_ACTOR", raising=False)
     monkeypatch.setenv("SUDO_USER", "carol")
