@@ -72,7 +72,7 @@ def bench(size, workdir, forks, repeat):
                             symlinks=True, dirs_exist_ok=True)
 
         rounds = []
-        for _ in range(repeat):  # interleaved, so a load change on the machine hits both sides alike
+        for unused in range(repeat):  # interleaved, so a load change on the machine hits both sides alike
             break_fleet(fleet)
             fast = run(os.path.join(ROOT, "playbooks", "rollback_immediate.yml"), fleet.inventory,
                        "-l", fleet.group, "-f", str(forks))

@@ -418,7 +418,7 @@ class Traffic:
 
     def _one(self, host):
         try:
-            code, _ = _get(host.port, self.path, self.timeout)
+            code, unused = _get(host.port, self.path, self.timeout)
         except (OSError, http.client.HTTPException):
             code = None
         with self._lock:

@@ -300,7 +300,7 @@ def build_matrix(matrix=None, replace=False):
     for position, rule in enumerate(merged):
         where = "matrix[%d]" % position
         rules.append(_check_rule(rule, where, names))
-    kinds = {name: kind for name, (kind, _) in SIGNALS.items()}
+    kinds = {name: kind for name, (kind, unused) in SIGNALS.items()}
     for name in names:
         kinds.setdefault(name, "number")
     return rules, kinds
@@ -389,7 +389,7 @@ def decide(signals, matrix=None, replace=False):
         if outcome[0]:
             matched.append((-SEVERITY[rule["decision"]], order, {
                 "rule": rule["id"], "decision": rule["decision"], "reason": outcome[1]}))
-    matched = [item for _, _, item in sorted(matched, key=lambda m: (m[0], m[1]))]
+    matched = [item for unused, unused, item in sorted(matched, key=lambda m: (m[0], m[1]))]
     result = {"matched": matched, "not_evaluated": not_evaluated, "signals": values}
     if matched:
         top = matched[0]

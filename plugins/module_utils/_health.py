@@ -558,7 +558,7 @@ class PrometheusCheck(Check):
                 "max %s" % _g(self.max) if self.max is not None else "",
                 "min %s" % _g(self.min) if self.min is not None else "") if part)
             if worst is not None:
-                _, labels, value, text = worst
+                unused, labels, value, text = worst
                 extra["value"] = _json_number(value)
                 series = "%s " % _labels(labels) if many and labels else ""
                 return False, "; ".join(notes + ["%svalue %s %s" % (series, _g(value), text)]), extra
@@ -576,7 +576,7 @@ class PrometheusCheck(Check):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False, "; ".join(notes + ["no time left for the baseline query (%s)"
-                                                  % _timeout_text(budget)]), extra
+                                                 % _timeout_text(budget)]), extra
             try:
                 base_values = self._read(self.baseline_query, remaining, "the baseline query", notes)
             except PrometheusError as err:
@@ -769,7 +769,7 @@ def _parse_prometheus(given, where, request_timeout):
     low = _number(given["min"], where + ".min") if "min" in given else None
     if high is not None and low is not None and low > high:
         raise HealthInputError("%s.min: %s is above max %s; nothing could pass" % (where, _show(given["min"]),
-                                                                                  _show(given["max"])))
+                                                                                   _show(given["max"])))
     baseline_query = _query(given, "baseline_query", where) if "baseline_query" in given else None
     max_ratio = _number(given["max_ratio"], where + ".max_ratio", minimum=0) if "max_ratio" in given else None
     if (baseline_query is None) != (max_ratio is None):

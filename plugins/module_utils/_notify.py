@@ -133,7 +133,7 @@ def validate_webhooks(webhooks):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             # The URL itself is not shown: webhook URLs often are the secret.
             raise RollbackError("%s (%s): the url must be http:// or https:// with a host" % (where, hook.get("name") or
-                                                                                             "unnamed"))
+                                                                                              "unnamed"))
         headers = hook.get("headers") or {}
         if not isinstance(headers, dict):
             raise RollbackError("%s.headers: give a dict of header names to values" % where)

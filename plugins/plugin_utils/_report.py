@@ -287,7 +287,7 @@ class RunRecorder:
                 "safety_points": safety,
                 "restore_seconds": restore.get("seconds") if restore else None,
                 "changed": {name: c for name, c in ((restore or self.plans.get(host) or {}).get("components")
-                                                   or {}).items() if c["changed"]},
+                                                    or {}).items() if c["changed"]},
                 "planned_only": restore is None and host in self.plans,
                 "failed_component": restore.get("failed_component") if restore else None,
                 "component_state": restore.get("component_state") if restore else None,
@@ -377,7 +377,7 @@ def render_markdown(report, svg_name=None):
         ("Ended", report.get("ended_at")),
         ("Duration", _secs(report.get("duration_s"))),
         ("Time to recover", (_secs(report["time_to_recover_s"]) + ("" if report["all_recovered"] else
-                                                                    " (not every restored host passed its gate)"))
+                                                                   " (not every restored host passed its gate)"))
          if report.get("time_to_recover_s") is not None else "no host passed a health gate after its restore"),
         ("Hosts", ", ".join("%s %d" % (k, v) for k, v in report["counts"].items()) or "none"),
     ]
@@ -393,7 +393,7 @@ def render_markdown(report, svg_name=None):
         for host in report["failed_hosts"]:
             failure = report["hosts"][host].get("failure") or {}
             lines.append("- **%s** (%s) in *%s*: %s" % (host, report["hosts"][host]["outcome"], failure.get("step", "?"),
-                                                      _cell(failure.get("msg", ""))))
+                                                        _cell(failure.get("msg", ""))))
             state = report["hosts"][host].get("component_state")
             if state:
                 lines.append("  - components: %s" % _cell("; ".join("%s: %s" % kv for kv in state.items())))
@@ -516,7 +516,7 @@ def render_svg(report, width_budget=900):
                     # Run once for all: a light band on the rows it did not run "on".
                     out.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s" opacity="0.35"/>' % (
                         x0 + 2, y + 4, w - 4, ROW - 8, COLORS.get(max(step["outcomes"], key=step["outcomes"].get),
-                                                                 "#90a4ae")))
+                                                                  "#90a4ae")))
                 continue
             s = entry["start_s"] if entry["start_s"] is not None else start
             e = entry["end_s"] if entry["end_s"] is not None else end
@@ -526,7 +526,7 @@ def render_svg(report, width_budget=900):
             out.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" rx="2" fill="%s"><title>%s</title></rect>' % (
                 bx, y + 3, bw, ROW - 6, COLORS.get(entry["outcome"], "#90a4ae"),
                 escape("%s | %d. %s | %s | %s to %s" % (host, step["index"] + 1, step["name"], entry["outcome"],
-                                                       _secs(entry["start_s"]), _secs(entry["end_s"])))))
+                                                        _secs(entry["start_s"]), _secs(entry["end_s"])))))
     # time axis: when each column starts
     base = top + ROW * len(hosts)
     for step, x0 in zip(steps, xs):
@@ -594,5 +594,3 @@ def write_report(report, directory, formats=("json", "md", "svg")):
     if "json" in paths:
         _write_private(paths["json"], json.dumps(report, indent=2, sort_keys=False, default=str) + "\n")
     return paths
-
-

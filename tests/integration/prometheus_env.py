@@ -170,7 +170,7 @@ class Prometheus:
         wanted = {"127.0.0.1:%d" % host.port for host in fleet.hosts}
         deadline = time.monotonic() + timeout
         while True:
-            up = {labels.get("instance") for labels, _ in self.query('up{job="%s",fleet="%s"} == 1' % (JOB, token))}
+            up = {labels.get("instance") for labels, unused in self.query('up{job="%s",fleet="%s"} == 1' % (JOB, token))}
             if up >= wanted:
                 return 'job="%s",fleet="%s"' % (JOB, token)
             if time.monotonic() > deadline:
@@ -182,7 +182,7 @@ class Prometheus:
         """Poll an instant query until predicate(values) holds; return the values."""
         deadline = time.monotonic() + timeout
         while True:
-            values = [v for _, v in self.query(promql)]
+            values = [v for unused, v in self.query(promql)]
             if predicate(values):
                 return values
             if time.monotonic() > deadline:

@@ -119,7 +119,7 @@ def capture_known_good(fleet, host, label):
 def break_fleet(fleet):
     local_fleet.deploy(fleet, 2, action="restart")
     assert local_fleet.wait_answering(fleet, timeout=60)[0]
-    assert {v for v, _ in versions(fleet).values()} == {"2.0.0"}
+    assert {v for v, unused in versions(fleet).values()} == {"2.0.0"}
 
 
 @pytest.fixture
@@ -133,11 +133,11 @@ def database_vars(pg_database):
 def test_snapshot_job_captures_every_host_and_keeps_the_password_out(awx_job, database_vars, tmp_path):
     fleet = local_fleet.create(str(tmp_path / "fleet"), hosts=2, base_port=0)
     try:
-        assert all(ok for _, ok, _ in local_fleet.deploy(fleet, 1, action="restart"))
+        assert all(ok for unused, ok, unused in local_fleet.deploy(fleet, 1, action="restart"))
         assert local_fleet.wait_healthy(fleet, timeout=120)[0]
         extravars, secret = database_vars
         job = awx_job("playbooks/snapshot.yml", fleet, dict(extravars, rollback_hosts=fleet.group,
-                                                           restore_point_label="release-1"))
+                                                            restore_point_label="release-1"))
         assert (job.runner.status, job.runner.rc) == ("successful", 0), job.output()
         captured = job.host_events("runner_on_ok", "Capture a restore point")
         assert sorted(captured) == sorted(h.name for h in fleet.hosts)
@@ -163,7 +163,7 @@ def test_immediate_job_dry_run_then_real(awx_job, known_good_fleet):
     planned = dry.host_events("runner_on_ok", "Restore the host to its restore point")
     assert sorted(planned) == sorted(h.name for h in fleet.hosts)
     assert all(e["event_data"]["res"]["changed"] for e in planned.values())
-    assert {v for v, _ in versions(fleet).values()} == {"2.0.0"}  # a dry run changes nothing
+    assert {v for v, unused in versions(fleet).values()} == {"2.0.0"}  # a dry run changes nothing
 
     real = awx_job("playbooks/rollback_immediate.yml", fleet, answers)
     assert (real.runner.status, real.runner.rc) == ("successful", 0), real.output()

@@ -194,7 +194,7 @@ def test_surveys_ask_what_the_brief_asks_and_the_playbooks_read_it(rendered):
     variables = {name: {q["variable"]: q for q in t["survey_spec"]["spec"]} for name, t in by_name.items()}
     # rollback type, components, restore point, limit (hosts) on the rollbacks; type on the dispatcher and drill.
     assert variables["fleetops rollback"]["rollback_type"]["choices"] == ["immediate", "standard", "partial",
-                                                                        "failed_recovery"]
+                                                                          "failed_recovery"]
     assert variables["fleetops rollback drill"]["drill_rollback_type"]["choices"] == ["immediate", "standard"]
     for name in ["fleetops rollback - immediate", "fleetops rollback - standard", "fleetops rollback - partial"]:
         assert {"rollback_hosts", "rollback_point", "rollback_components", "rollback_reason"} <= set(variables[name])

@@ -50,7 +50,7 @@ def clean_env(**extra):
 def run(argv, **kwargs):
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600, **kwargs)
     assert proc.returncode == 0, "%s failed (%d):\n%s\n%s" % (argv, proc.returncode, proc.stdout[-3000:],
-                                                             proc.stderr[-3000:])
+                                                              proc.stderr[-3000:])
     return proc
 
 
@@ -181,7 +181,7 @@ def recap(stdout):
 def test_installed_playbooks_snapshot_and_roll_back_a_fleet_by_fqcn(installed, tmp_path):
     fleet = local_fleet.create(str(tmp_path / "fleet"), hosts=3, base_port=0)
     try:
-        assert all(ok for _, ok, _ in local_fleet.deploy(fleet, 1, action="restart"))
+        assert all(ok for unused, ok, unused in local_fleet.deploy(fleet, 1, action="restart"))
         assert local_fleet.wait_healthy(fleet, timeout=120)[0]
         names = sorted(h.name for h in fleet.hosts)
 
@@ -211,8 +211,8 @@ def test_installed_playbooks_snapshot_and_roll_back_a_fleet_by_fqcn(installed, t
         rows_after = local_fleet.status(fleet)
         assert {(r["health"], r["version"]) for r in rows_after} == {(200, "1.0.0")}
 
-        again, _ = fqcn_playbook(installed, tmp_path, "rollback_immediate", fleet.inventory,
-                                 {"rollback_reason": "INC-FQCN"})
+        again, unused = fqcn_playbook(installed, tmp_path, "rollback_immediate", fleet.inventory,
+                                      {"rollback_reason": "INC-FQCN"})
         assert again.returncode == 0, again.stdout[-3000:]
         counts = recap(again.stdout)
         assert sorted(counts) == names

@@ -130,7 +130,7 @@ def test_introspection_of_the_installed_collection_finds_its_requirements(contex
     assert proc.returncode == 0, proc.stdout + proc.stderr
     found = yaml.safe_load(proc.stdout)
     assert [line.split("#")[0].strip() for line in found["python"]] == \
-        [line for line in bindep_lines(os.path.join(ROOT, "meta", "ee-requirements.txt"))]
+        list(bindep_lines(os.path.join(ROOT, "meta", "ee-requirements.txt")))
     assert [line.split("#")[0].strip() for line in found["system"]] == bindep_lines(os.path.join(ROOT, "bindep.txt"))
     assert all(line.endswith("# from collection fleetops.rollback") for line in
                pip_out.read_text(encoding="utf-8").splitlines() + bindep_out.read_text(encoding="utf-8").splitlines())

@@ -90,7 +90,7 @@ def health_hits(fleet):
 
 @pytest.mark.slow
 def test_injected_error_rate_starts_a_rollback_by_itself(watched, prometheus, playbook, tmp_path):
-    fleet, sel, _ = watched(3)
+    fleet, sel, unused = watched(3)
     before = health_hits(fleet)
     with ThreadPoolExecutor(max_workers=1) as pool:
         guard = pool.submit(playbook, GUARD, fleet.inventory, extra_vars=guard_vars(prometheus, sel, tmp_path))
@@ -102,7 +102,7 @@ def test_injected_error_rate_starts_a_rollback_by_itself(watched, prometheus, pl
             time.sleep(0.1)  # poll; the deadline bounds the wait
         injected = time.time()
         # The deploy: release 4 answers 30% of its requests with 500, while /health stays green.
-        assert all(ok for _, ok, _ in local_fleet.deploy(fleet, 4, action="restart"))
+        assert all(ok for unused, ok, unused in local_fleet.deploy(fleet, 4, action="restart"))
         run = guard.result()
     assert run.rc == 0, run.stdout[-5000:]
 
@@ -139,7 +139,7 @@ def test_injected_error_rate_starts_a_rollback_by_itself(watched, prometheus, pl
 def test_healthy_deploy_decides_none_and_changes_nothing(watched, prometheus, playbook, tmp_path):
     fleet, sel, traffic = watched(3)
     # A healthy deploy: release 3.
-    assert all(ok for _, ok, _ in local_fleet.deploy(fleet, 3, action="restart"))
+    assert all(ok for unused, ok, unused in local_fleet.deploy(fleet, 3, action="restart"))
     assert local_fleet.wait_healthy(fleet, timeout=60)[0]
     before = {h.name: len(journal(h)) for h in fleet.hosts}
     # rollback_hosts as an AWX survey passes it (an extra variable): the rollback plays then target the fleet, and
@@ -166,8 +166,8 @@ def test_healthy_deploy_decides_none_and_changes_nothing(watched, prometheus, pl
 @pytest.mark.slow
 def test_user_matrix_turns_the_decision_into_a_partial_config_rollback(watched, prometheus, playbook, tmp_path):
     """guard_matrix makes the error rate a partial matter: only config is restored (the release stays 4)."""
-    fleet, sel, _ = watched(2)
-    assert all(ok for _, ok, _ in local_fleet.deploy(fleet, 4, action="restart"))
+    fleet, sel, unused = watched(2)
+    assert all(ok for unused, ok, unused in local_fleet.deploy(fleet, 4, action="restart"))
     extra = guard_vars(prometheus, sel, tmp_path,
                        guard_matrix={"error-rate-high": {"decision": "partial", "threshold": 0.1}})
 
@@ -200,12 +200,12 @@ def test_user_matrix_turns_the_decision_into_a_partial_config_rollback(watched, 
 def test_a_standard_decision_runs_the_standard_rollback(watched, prometheus, playbook, tmp_path):
     """Latency against a baseline: release 1 with LATENCY_MS=300 is far over 1.5 x the fleet's usual p95, so the
     guard runs rollback_standard.yml (plan saved under the guard's run id, canary then batches, bad point marked)."""
-    fleet, sel, _ = watched(2)
+    fleet, sel, unused = watched(2)
     baseline = prometheus.query(p95(sel))[0][1]
     for host in fleet.hosts:
         with open(os.path.join(host.root, "etc/app/conf.d/90-slow.env"), "w", encoding="utf-8") as stream:
             stream.write("LATENCY_MS=300\n")
-    assert all(ok for _, ok, _ in local_fleet.restart(fleet))
+    assert all(ok for unused, ok, unused in local_fleet.restart(fleet))
     run = playbook(GUARD, fleet.inventory, extra_vars=guard_vars(
         prometheus, sel, tmp_path, guard_queries={"latency_p95": p95(sel)},
         guard_signals={"baseline_latency_p95": baseline}))
@@ -229,7 +229,7 @@ def test_a_standard_decision_runs_the_standard_rollback(watched, prometheus, pla
 @pytest.fixture
 def slow_host(watched, prometheus):
     """A 3-host fleet where the third host answers / in 300 ms more (LATENCY_MS=300); Prometheus has its p95."""
-    fleet, sel, _ = watched(3)
+    fleet, sel, unused = watched(3)
     slow = fleet.hosts[2]
     with open(os.path.join(slow.root, "etc/app/conf.d/90-slow.env"), "w", encoding="utf-8") as stream:
         stream.write("LATENCY_MS=300\n")
@@ -294,7 +294,7 @@ def test_prometheus_checks_threshold_and_baseline_ratio_pass_and_fail(slow_host,
 
 def test_prometheus_answers_a_check_must_handle(watched, prometheus):
     """Empty, NaN, scalar, range vector, a rejected query, a zero baseline and a server that is not Prometheus."""
-    fleet, sel, _ = watched(1)
+    fleet, sel, unused = watched(1)
 
     def run(**raw):
         return parse_check(dict({"type": "prometheus", "url": prometheus.url}, **raw), "checks[0]").run(10)

@@ -173,7 +173,7 @@ def test_a_webhook_that_cannot_be_reached_warns_unless_required(fleet3, playbook
         assert "notification not delivered to gone (http://127.0.0.1:" in warning
         assert warning.endswith("after 2 attempts; the rollback goes on")
         assert API_TOKEN not in json.dumps(result) and receiver.url("/hook") not in json.dumps(result)
-    assert set(v for v, _ in {r["name"]: (r["version"], r["health"]) for r in local_fleet.status(fleet)}.values()) \
+    assert set(v for v, unused in {r["name"]: (r["version"], r["health"]) for r in local_fleet.status(fleet)}.values()) \
         == {"1.0.0"}
 
     # Required: the start notification fails the run before anything is rolled back.
@@ -269,7 +269,7 @@ def test_the_report_of_a_20_host_run_has_every_host_and_step(known_good_fleet, p
                    extra_vars={"rollback_report_dir": str(report_dir), "rollback_reason": "INC-20 fleet-wide errors"})
     assert run.rc == 0, run.stdout[-3000:]
     assert "rollback report: %s" % report_dir in run.stdout
-    [files] = reports(report_dir).values()
+    [files] = list(reports(report_dir).values())
     report = json.loads(open(files["json"], encoding="utf-8").read())
     names = [h.name for h in fleet.hosts]
     assert sorted(report["hosts"]) == names and report["outcome"] == "success"
@@ -334,7 +334,7 @@ def test_no_secret_in_reports_webhook_payloads_or_journals(fleet3, playbook, rec
     run = playbook(IMMEDIATE, fleet.inventory, limit=fleet.group, env=REPORTING, extra_vars=extra)
     assert run.rc != 0  # the victim failed; the other two recovered
     assert receiver.events("/hook") == ["start", "failure"]
-    [files] = reports(report_dir).values()
+    [files] = list(reports(report_dir).values())
     report = json.loads(open(files["json"], encoding="utf-8").read())
     assert report["failed_hosts"] == [victim]
     assert report["hosts"][victim]["failure"]["msg"].startswith("the load balancer refused ********")
@@ -344,7 +344,7 @@ def test_no_secret_in_reports_webhook_payloads_or_journals(fleet3, playbook, rec
     everything = {"report " + fmt: open(path, encoding="utf-8").read() for fmt, path in files.items()}
     everything.update({"webhook post %d" % i: p["raw"].decode("utf-8") for i, p in enumerate(receiver.posts)})
     everything.update({"journal of " + h.name: open(os.path.join(h.root, "var/lib/fleetops/rollback/journal.jsonl"),
-                                                     encoding="utf-8").read() for h in fleet.hosts})
+                                                    encoding="utf-8").read() for h in fleet.hosts})
     for where, text in everything.items():
         for secret in (DB_PASSWORD, API_TOKEN, VAULT_SECRET):
             assert secret not in text, "%s holds a secret" % where

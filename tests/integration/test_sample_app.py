@@ -259,7 +259,7 @@ def test_release_4_fails_requests_but_not_health_and_the_metrics_show_it(host):
     deploy(root, 4)
     assert ctl("start", "--root", root, "--port", str(port)).returncode == 0
     assert wait_answer(port) == (200, {"status": "ok", "version": "4.0.0"})
-    codes = [get(port, "/")[0] for _ in range(20)]
+    codes = [get(port, "/")[0] for unused in range(20)]
     # ERROR_RATE=0.3 spread evenly: exactly 6 of 20 requests fail, never two in a row.
     assert codes.count(500) == 6 and codes.count(200) == 14
     assert all(not (a == b == 500) for a, b in zip(codes, codes[1:]))
@@ -287,7 +287,7 @@ def test_injected_latency_shows_in_the_histogram(host):
         stream.write("LATENCY_MS=60\n")
     assert ctl("start", "--root", root, "--port", str(port)).returncode == 0
     assert wait_answer(port)[0] == 200
-    for _ in range(3):
+    for unused in range(3):
         assert get(port, "/")[0] == 200
     buckets = metric(get(port, "/metrics")[1], "app_request_duration_seconds_bucket")
     # Every request took at least 60 ms: none is in the buckets up to 0.05 s.

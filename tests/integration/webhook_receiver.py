@@ -2,7 +2,8 @@
 
 Every POST is kept (path, headers, parsed JSON body). A path can be told to answer with a sequence of statuses
 (`plan("/flaky", [500, 500, 200])`: the last one repeats), with a Retry-After header on the errors
-(`retry_after=2`), or to hold a request longer than the client waits (`plan("/slow", [200], delay=5)`). Waiting for posts polls with a deadline; nothing sleeps a fixed time.
+(`retry_after=2`), or to hold a request longer than the client waits (`plan("/slow", [200], delay=5)`).
+Waiting for posts polls with a deadline; nothing sleeps a fixed time.
 
     python tests/integration/webhook_receiver.py    # serve on a free port and print each post (by hand)
 """

@@ -73,7 +73,7 @@ def test_every_default_rule_has_a_row_and_a_source():
 
 @pytest.mark.parametrize("rule_id", sorted(ROWS))
 def test_default_row_decides(rule_id):
-    signals, decision, fragment, _ = ROWS[rule_id]
+    signals, decision, fragment, unused = ROWS[rule_id]
     result = decide(signals)
     assert result["decision"] == decision
     assert result["matched_rule"] == rule_id
@@ -83,7 +83,7 @@ def test_default_row_decides(rule_id):
 @pytest.mark.parametrize("rule_id", sorted(ROWS))
 def test_default_row_is_quiet_at_its_threshold(rule_id):
     """On the safe side of the threshold the rule does not match (and the rest of a healthy fleet is healthy)."""
-    _, _, _, safe = ROWS[rule_id]
+    safe = ROWS[rule_id][3]
     result = decide(dict(HEALTHY, **safe))
     assert rule_id not in [m["rule"] for m in result["matched"]]
     if rule_id == "error-rate-spike":
@@ -95,7 +95,7 @@ def test_default_row_is_quiet_at_its_threshold(rule_id):
 
 @pytest.mark.parametrize("rule_id", sorted(ROWS))
 def test_default_row_wins_over_a_healthy_background(rule_id):
-    signals, decision, _, _ = ROWS[rule_id]
+    signals, decision = ROWS[rule_id][:2]
     result = decide(dict(HEALTHY, **signals))
     assert result["decision"] == decision
     assert result["matched_rule"] == rule_id
@@ -175,7 +175,7 @@ def test_override_disables_a_rule():
 
 def test_override_switches_a_threshold_rule_to_a_baseline():
     matrix = [{"id": "error-rate-high", "baseline": "baseline_error_rate", "factor": 10}]
-    rules, _ = build_matrix(matrix)
+    rules, unused = build_matrix(matrix)
     rule = [r for r in rules if r["id"] == "error-rate-high"][0]
     assert "threshold" not in rule and rule["factor"] == 10
     assert decide({"error_rate": 0.06, "baseline_error_rate": 0.05}, [dict(matrix[0])] +

@@ -70,7 +70,7 @@ def test_default_summaries_say_what_happened():
 
 def test_payload_carries_no_secret():
     failures = [{"host": "db-1", "step": "Restore", "error": "auth failed for postgres://app:pa55word@db/app, "
-                                                                "DB_PASSWORD=hunter2 token hunter2-token"}]
+                 "DB_PASSWORD=hunter2 token hunter2-token"}]
     payload = _notify.build_payload("failure", "run-2", "standard", ["db-1"], failures,
                                     reason="INC-9 api_key=abc123456", secret_values=["hunter2-token"], now=NOW)
     text = json.dumps(payload)

@@ -105,7 +105,7 @@ def record_run():
 
 
 def test_the_report_has_the_run_every_host_and_every_step(recorded):
-    rec, _ = recorded
+    rec, unused = recorded
     report = rec.build()
     assert (report["rollback_id"], report["type"], report["trigger"]) == ("20261122T031500Z-1a2b", "immediate", "INC-42")
     assert report["playbook"] == "rollback_immediate.yml" and report["outcome"] == "failure"
@@ -126,7 +126,7 @@ def test_the_report_has_the_run_every_host_and_every_step(recorded):
 
 
 def test_what_changed_safety_points_and_failures(recorded):
-    rec, _ = recorded
+    rec, unused = recorded
     report = rec.build()
     web01 = report["hosts"]["web-01"]
     assert web01["outcome"] == "restored" and web01["health"] == "healthy"
@@ -212,7 +212,7 @@ def test_unreachable_and_unreached_hosts():
 
 
 def test_no_secret_in_any_rendering(recorded):
-    rec, _ = recorded
+    rec, unused = recorded
     report = rec.build()
     texts = {"json": json.dumps(report), "md": render_markdown(report, "x.svg"), "svg": render_svg(report)}
     for kind, text in texts.items():
@@ -226,7 +226,7 @@ def test_no_secret_in_any_rendering(recorded):
 
 
 def test_markdown_holds_the_facts_and_every_host_and_step(recorded):
-    rec, _ = recorded
+    rec, unused = recorded
     report = rec.build()
     md = render_markdown(report, "report-x.svg")
     assert md.startswith("# Rollback 20261122T031500Z-1a2b\n")
@@ -241,7 +241,7 @@ def test_markdown_holds_the_facts_and_every_host_and_step(recorded):
 
 
 def test_svg_timeline_is_valid_and_draws_every_host_and_step_that_ran(recorded):
-    rec, _ = recorded
+    rec, unused = recorded
     report = rec.build()
     root = ET.fromstring(render_svg(report))
     assert root.tag == SVG + "svg"
@@ -262,7 +262,7 @@ def test_svg_timeline_is_valid_and_draws_every_host_and_step_that_ran(recorded):
 
 
 def test_write_report_writes_three_private_files(recorded, tmp_path):
-    rec, _ = recorded
+    rec, unused = recorded
     report = rec.build()
     paths = write_report(report, str(tmp_path / "reports" / "nested"))
     assert sorted(paths) == ["json", "md", "svg"]
