@@ -202,14 +202,15 @@ def make_handler(app):
 
         def _send(self, code, body, content_type="application/json"):
             data = body if isinstance(body, bytes) else body.encode("utf-8")
+            # Counted before the answer leaves: a client's next request (say /metrics) must already see it.
+            path = self.path.split("?", 1)[0]
+            app.count(path if path in HANDLERS else "other", code, time.monotonic() - self._started)
             self.send_response(code)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
-            path = self.path.split("?", 1)[0]
-            app.count(path if path in HANDLERS else "other", code, time.monotonic() - self._started)
 
         def _json(self, code, payload):
             self._send(code, json.dumps(payload, sort_keys=True) + "\n")

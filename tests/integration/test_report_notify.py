@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ansible_runner import ROOT
+from playbook_runner import ROOT
 from webhook_receiver import Receiver
 
 sys.path.insert(0, ROOT)
@@ -356,7 +356,7 @@ def test_no_secret_in_reports_webhook_payloads_or_journals(fleet3, playbook, rec
 
 def test_callback_documentation_renders():
     import subprocess  # pylint: disable=import-outside-toplevel
-    from ansible_runner import ansible_env  # pylint: disable=import-outside-toplevel
+    from playbook_runner import ansible_env  # pylint: disable=import-outside-toplevel
     proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-doc"), "-t", "callback", "--json",
                            "fleetops.rollback.rollback_report"], env=ansible_env(), capture_output=True, text=True,
                           check=False)
