@@ -145,6 +145,39 @@ def test_immediate_stop_start_order_and_traffic_hooks(fleet3, playbook, tmp_path
     assert journal[-1]["event"] == "restore" and not journal[-1].get("restart_error")
 
 
+def test_fleet_mode_runs_a_step_that_only_one_host_needs(fleet3, playbook, tmp_path):
+    """rollback_immediate decides once for the batch which optional steps run; a hook and stop_start set in the
+    inventory for the last host only must still run there, and nowhere else."""
+    fleet = fleet3
+    break_fleet(fleet)
+    last = fleet.hosts[-1]
+    log = "{{ fleet_root }}/traffic.log"
+    drain, undrain = tmp_path / "drain.yml", tmp_path / "undrain.yml"
+    for hook, word in ((drain, "drained"), (undrain, "returned")):
+        hook.write_text("- name: Traffic %s\n  ansible.builtin.lineinfile:\n    path: \"%s\"\n    line: %s\n"
+                        "    create: true\n    mode: '0600'\n" % (word, log, word))
+    host_vars = os.path.join(os.path.dirname(fleet.inventory), "host_vars")
+    os.makedirs(host_vars, exist_ok=True)
+    with open(os.path.join(host_vars, last.name + ".yml"), "w", encoding="utf-8") as stream:
+        json.dump({"rollback_service_mode": "stop_start", "rollback_drain_tasks": str(drain),
+                   "rollback_undrain_tasks": str(undrain)}, stream)
+    try:
+        run = playbook(path("rollback_immediate.yml"), fleet.inventory, limit=fleet.group)
+    finally:
+        os.remove(os.path.join(host_vars, last.name + ".yml"))
+    assert run.rc == 0, run.stdout[-3000:]
+    assert set(versions(fleet).values()) == {("1.0.0", 200)}
+    for host in fleet.hosts:
+        traffic = os.path.join(host.root, "traffic.log")
+        if host is last:
+            with open(traffic, encoding="utf-8") as stream:
+                assert stream.read().split() == ["drained", "returned"]
+            assert run.result("Manage command services", host.name)["results"][0]["stdout"].startswith("started")
+        else:
+            assert not os.path.exists(traffic), host.name
+            assert run.result("Restore the host to its restore point", host.name)["restarted"]
+
+
 def test_drill_detects_the_fault_rolls_back_and_reports(fleet3, playbook, tmp_path):
     fleet = fleet3
     reports = tmp_path / "reports"
