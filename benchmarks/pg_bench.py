@@ -14,7 +14,11 @@ format (custom with 1 job, directory with 2 jobs), alternating raw and module ru
 
 The module code is timed in-process (what the module runs on the host). One `ansible-playbook` run of each
 module is also timed end to end, so the fixed Ansible cost per task is visible next to it.
-Reports medians and ratios module/raw; the target is <= 1.10x.
+CPU seconds are reported next to wall time (this process, pg_dump/pg_restore, and every server process of the
+cluster, from /proc): they show the work added, which a busy machine disturbs far less than the wall clock.
+Each round times raw and module back to back (their order alternates), so a change of machine speed hits both
+alike; the ratio reported is the median of the per-round ratios (this machine's speed wanders by +-20% from one
+second to the next, so one pair proves little), with the median seconds of each side. The target is <= 1.10x.
 """
 from __future__ import annotations
 
@@ -42,10 +46,46 @@ def timed(fn):
     return time.monotonic() - begun, value
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid, children=False):
+    with open("/proc/%d/stat" % pid, encoding="ascii") as stream:
+        fields = stream.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
+    return ticks / _TICK
+
+
+def cluster_cpu(cluster):
+    """CPU seconds the cluster spent so far: the postmaster, the backends it has reaped (its children's times)
+    and the ones still running."""
+    with open(os.path.join(cluster.data, "postmaster.pid"), encoding="ascii") as stream:
+        postmaster = int(stream.readline())
+    total = _proc_cpu(postmaster, children=True)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry, encoding="ascii") as stream:
+                    if int(stream.read().rsplit(")", 1)[1].split()[1]) == postmaster:
+                        total += _proc_cpu(int(entry))
+            except (OSError, ValueError):
+                continue  # gone meanwhile: its time is in the postmaster's children's now
+    return total
+
+
+def cpu_timed(cluster, fn):
+    """(wall, CPU seconds of this process, its children (pg_dump, pg_restore) and the server) of fn()."""
+    own, cluster_before = os.times(), cluster_cpu(cluster)
+    seconds, value = timed(fn)
+    after = os.times()
+    cpu = sum(getattr(after, f) - getattr(own, f) for f in ("user", "system", "children_user", "children_system"))
+    return seconds, cpu + cluster_cpu(cluster) - cluster_before, value
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -65,6 +105,8 @@ def main():
         for fmt, jobs in (("custom", 1), ("directory", 2)):
             flag = fmt[0]
             raw_dump, mod_dump, raw_restore, mod_restore, verify, safety, checks, posts = [], [], [], [], [], [], [], []
+            dump_ratios, restore_ratios = [], []
+            raw_dump_cpu, mod_dump_cpu, raw_restore_cpu, mod_restore_cpu = [], [], [], []
             for round_ in range(args.rounds):
                 raw_path = os.path.join(work, "raw-%s-%d" % (fmt, round_))
                 mod_path = os.path.join(work, "mod-%s-%d" % (fmt, round_))
@@ -72,9 +114,14 @@ def main():
                 order = [("raw", None), ("mod", None)] if round_ % 2 == 0 else [("mod", None), ("raw", None)]
                 for kind, _step in order:
                     if kind == "raw":
-                        raw_dump.append(timed(lambda: cluster.tool(*argv, "bench"))[0])
+                        seconds, cpu, _value = cpu_timed(cluster, lambda: cluster.tool(*argv, "bench"))
+                        raw_dump.append(seconds)
+                        raw_dump_cpu.append(cpu)
                     else:
-                        mod_dump.append(timed(lambda: _pg_ops.dump(conn, mod_path, {"format": fmt, "jobs": jobs}))[0])
+                        seconds, cpu, _value = cpu_timed(
+                            cluster, lambda: _pg_ops.dump(conn, mod_path, {"format": fmt, "jobs": jobs}))
+                        mod_dump.append(seconds)
+                        mod_dump_cpu.append(cpu)
                 meta = _pg_ops.read_meta(_pg_ops.DumpFiles(mod_path))
                 verify.append(_pg_ops.verify_dump(conn, mod_path, meta, jobs)["seconds"])
 
@@ -83,9 +130,13 @@ def main():
                 for kind, _step in order:
                     cluster.pgbench_run("bench", transactions=200)
                     if kind == "raw":
-                        raw_restore.append(timed(lambda: cluster.tool(*(restore_argv + [raw_path])))[0])
+                        seconds, cpu, _value = cpu_timed(cluster, lambda: cluster.tool(*(restore_argv + [raw_path])))
+                        raw_restore.append(seconds)
+                        raw_restore_cpu.append(cpu)
                     else:
-                        seconds, result = timed(lambda: _pg_ops.restore(conn, _pg_ops.DumpFiles(mod_path), jobs=jobs))
+                        seconds, cpu, result = cpu_timed(
+                            cluster, lambda: _pg_ops.restore(conn, _pg_ops.DumpFiles(mod_path), jobs=jobs))
+                        mod_restore_cpu.append(cpu)
                         assert result["changed"], result
                         mod_restore.append(seconds)
                         posts.append(result["seconds"].get("verify", 0.0))
@@ -93,6 +144,8 @@ def main():
                         # A second restore of the same dump finds nothing to do: how long that check takes.
                         idle, again = timed(lambda: _pg_ops.restore(conn, _pg_ops.DumpFiles(mod_path), jobs=jobs))
                         assert not again["changed"], again["plan"]["reason"]
+                dump_ratios.append(mod_dump[-1] / raw_dump[-1])
+                restore_ratios.append(mod_restore[-1] / raw_restore[-1])
                 cluster.pgbench_run("bench", transactions=200)
                 safety_path = os.path.join(work, "safety-%s-%d.dump" % (fmt, round_))
                 safety.append(timed(lambda: _pg_ops.dump(conn, safety_path, {"format": "custom"}))[0])
@@ -102,9 +155,13 @@ def main():
             row = {
                 "jobs": jobs,
                 "dump_raw_s": round(med(raw_dump), 3), "dump_module_s": round(med(mod_dump), 3),
-                "dump_ratio": round(med(mod_dump) / med(raw_dump), 3),
+                "dump_ratio": round(med(dump_ratios), 3),
                 "restore_raw_s": round(med(raw_restore), 3), "restore_module_s": round(med(mod_restore), 3),
-                "restore_ratio": round(med(mod_restore) / med(raw_restore), 3),
+                "restore_ratio": round(med(restore_ratios), 3),
+                "dump_cpu_ratio": round(med(mod_dump_cpu) / med(raw_dump_cpu), 3),
+                "restore_cpu_ratio": round(med(mod_restore_cpu) / med(raw_restore_cpu), 3),
+                "all_dump_ratios": [round(x, 3) for x in dump_ratios],
+                "all_restore_ratios": [round(x, 3) for x in restore_ratios],
                 "restore_module_row_count_check_s": round(med(posts), 3),
                 "restore_module_checksum_and_plan_s": round(med(checks), 3),
                 "noop_restore_s": round(idle, 3),
@@ -115,11 +172,12 @@ def main():
                 "all_restore_raw": [round(x, 3) for x in raw_restore],
             }
             results["formats"][fmt] = row
-            print("%-9s jobs=%d  dump %.2fs vs raw %.2fs = %.2fx | restore %.2fs vs raw %.2fs = %.2fx "
+            print("%-9s jobs=%d  dump %.2fs vs raw %.2fs = %.2fx (CPU %.2fx) | restore %.2fs vs raw %.2fs = %.2fx (CPU %.2fx) "
                   "(of which row count check %.2fs, checksum+plan %.2fs) | no-op restore %.2fs | "
                   "verify (scratch restore) %.2fs | safety dump %.2fs"
-                  % (fmt, jobs, row["dump_module_s"], row["dump_raw_s"], row["dump_ratio"], row["restore_module_s"],
-                     row["restore_raw_s"], row["restore_ratio"], row["restore_module_row_count_check_s"],
+                  % (fmt, jobs, row["dump_module_s"], row["dump_raw_s"], row["dump_ratio"], row["dump_cpu_ratio"],
+                     row["restore_module_s"], row["restore_raw_s"], row["restore_ratio"], row["restore_cpu_ratio"],
+                     row["restore_module_row_count_check_s"],
                      row["restore_module_checksum_and_plan_s"], row["noop_restore_s"],
                      row["verify_scratch_restore_s"], row["safety_dump_s"]))
 

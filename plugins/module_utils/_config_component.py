@@ -168,7 +168,7 @@ class ConfigComponent:
                 raise RollbackError("components.config.paths: %r does not exist; create it or remove it from the list"
                                     % item["path"])
 
-    def scope(self, record):
+    def scope(self, record, changes=None):  # pylint: disable=unused-argument
         return {"paths": [{"path": r["path"], "validate": r.get("validate")} for r in record["paths"]]}
 
     def select(self, record, paths):

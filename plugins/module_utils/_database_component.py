@@ -137,7 +137,7 @@ class DatabaseComponent:
         finally:
             session.close()
 
-    def scope(self, record):
+    def scope(self, record, changes=None):  # pylint: disable=unused-argument
         return {key: record[key] for key in record if key not in RECORD_KEYS}
 
     # ---------------------------------------------------------------- capture

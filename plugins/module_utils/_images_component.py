@@ -84,7 +84,7 @@ class ImagesComponent:
                                         "(%s); add its reference to refs" % (name, attrs["Config"].get("Image"),
                                                                              ", ".join(spec["refs"])))
 
-    def scope(self, record):
+    def scope(self, record, changes=None):  # pylint: disable=unused-argument
         return {"refs": [r["ref"] for r in record["refs"]], "containers": record["containers_spec"],
                 "docker_host": record.get("docker_host"), "wait_timeout": record.get("wait_timeout", DEFAULT_WAIT)}
 

@@ -84,7 +84,7 @@ class MigrationsComponent:
             raise RollbackError("components.migrations.chdir: %s is not a directory" % spec["chdir"])
         self.current(spec)
 
-    def scope(self, record):
+    def scope(self, record, changes=None):  # pylint: disable=unused-argument
         return {key: record[key] for key in record if key not in ("revision", "exact")}
 
     def current(self, record):

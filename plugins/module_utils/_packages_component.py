@@ -43,6 +43,26 @@ def _apt_record(record):
     return apt
 
 
+def _changes(record, preflight=False):
+    """What restoring the record would change, each change tagged with its manager; with `preflight`, a pip
+    environment that needs changes is first checked for the exact versions being available."""
+    changes = []
+    for env in _envs(record):
+        found = _pip.plan(env)
+        for change in found:
+            change["manager"] = "pip"
+        if preflight and found and not env.get("exact"):
+            _pip.preflight(env, found)
+        changes += found
+    apt = _apt_record(record)
+    if apt:
+        found = _apt.plan(apt)
+        for change in found:
+            change["manager"] = "apt"
+        changes += found
+    return changes
+
+
 class PackagesComponent:
     name = "packages"
 
@@ -76,19 +96,25 @@ class PackagesComponent:
         if spec.get("apt"):
             _apt.check_capturable(spec["apt"])
 
-    def scope(self, record):
-        """The spec of a safety capture: the same environments, keeping copies of what the restore will replace."""
+    def scope(self, record, changes=None):
+        """The spec of a safety capture: the same environments, keeping copies of what the restore will replace.
+        `changes` is the plan restore() already made for this record (listing the environments again costs an
+        interpreter start per environment); without it the plan is made here."""
+        if changes is None:
+            changes = _changes(record)
+        replaced = [c for c in changes if c["action"] in ("change", "remove")]
         pip_specs = []
         for env in _envs(record):
             spec = {key: env.get(key) for key in ("virtualenv", "executable", "find_links", "index_url",
                                                   "prune_extra", "build_isolation", "use_pip_config")}
-            spec["keep"] = [c["key"] for c in _pip.plan(env) if c["action"] in ("change", "remove")]
+            label = _pip.env_label(env)
+            spec["keep"] = [c["key"] for c in replaced if c.get("manager") == "pip" and c["env"] == label]
             pip_specs.append(spec)
         apt = _apt_record(record)
         apt_spec = None
         if apt:
             apt_spec = {"names": apt["names"], "hold": apt.get("hold", False), "prune_extra": apt.get("prune_extra", True),
-                        "keep": [c["name"] for c in _apt.plan(apt) if c["action"] in ("change", "remove")]}
+                        "keep": [c["name"] for c in replaced if c.get("manager") == "apt"]}
         return {"pip": pip_specs, "apt": apt_spec}
 
     # ---------------------------------------------------------------- capture
@@ -175,21 +201,7 @@ class PackagesComponent:
 
     # ---------------------------------------------------------------- plan
     def plan(self, store, record, point_id=""):
-        changes = []
-        for env in _envs(record):
-            found = _pip.plan(env)
-            for change in found:
-                change["manager"] = "pip"
-            if found and not env.get("exact"):
-                _pip.preflight(env, found)
-            changes += found
-        apt = _apt_record(record)
-        if apt:
-            found = _apt.plan(apt)
-            for change in found:
-                change["manager"] = "apt"
-            changes += found
-        return changes
+        return _changes(record, preflight=True)
 
     # ---------------------------------------------------------------- apply
     def apply(self, store, record, changes):

@@ -328,11 +328,31 @@ def split_name(qualified):
     return schema, name
 
 
+def resolve_names(cur, qualified):
+    """{"schema.name": (schema, name)} for the given names: "schema.name" is ambiguous when the schema or the
+    relation holds a dot, so each is looked up in the catalog. A name no relation has is split at its first
+    dot (the query on it then fails naming it); two relations with one qualified name fail here."""
+    if not qualified:
+        return {}
+    cur.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname || '.' || c.relname = ANY(%s)", (list(qualified),))
+    found = {}
+    for schema, name in cur.fetchall():
+        key = "%s.%s" % (schema, name)
+        if key in found:
+            raise RollbackError("relations %s and %s both read %r as schema.name; rename one of them so each "
+                                "table is named unambiguously" % (ident(*found[key]).as_string(cur),
+                                                                  ident(schema, name).as_string(cur), key))
+        found[key] = (schema, name)
+    return {key: found.get(key) or split_name(key) for key in qualified}
+
+
 def count_rows(cur, tables):
     """Exact row counts of the given "schema.table" names, as COPY sees them (ONLY: children are separate)."""
     counts = {}
+    names = resolve_names(cur, tables)
     for table in tables:
-        cur.execute(pgsql.SQL("SELECT count(*) FROM ONLY {}").format(ident(*split_name(table))))
+        cur.execute(pgsql.SQL("SELECT count(*) FROM ONLY {}").format(ident(*names[table])))
         counts[table] = int(cur.fetchone()[0])
     return counts
 
@@ -342,9 +362,10 @@ def newer_rows(cur, tables, snap):
 
     Every INSERT or UPDATE writes a row version whose xmin is the writing transaction, so a committed write
     after the snapshot leaves such a row; deletes show in the row counts; frozen rows read as old."""
+    names = resolve_names(cur, tables)
     for table in tables:
         cur.execute(pgsql.SQL("SELECT EXISTS (SELECT 1 FROM ONLY {} WHERE age(xmin) <= age(%s::text::xid) "
-                              "OR xmin = ANY(%s::text[]::xid[]))").format(ident(*split_name(table))),
+                              "OR xmin = ANY(%s::text[]::xid[]))").format(ident(*names[table])),
                     (str(snap["xmax"]), [str(x) for x in snap["xip"]]))
         if cur.fetchone()[0]:
             return table

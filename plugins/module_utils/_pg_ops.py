@@ -28,7 +28,7 @@ import shutil
 import threading
 import time
 
-from ansible_collections.fleetops.rollback.plugins.module_utils import _pg
+from ansible_collections.fleetops.rollback.plugins.module_utils import _pg, _pg_toc
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import (
     atomic_write, sha256_bytes, sha256_file)
@@ -180,11 +180,27 @@ def toc_objects(toc, known):
             continue
         tail = rest[len(kind) + 1:]
         for qualified in known:
-            schema, name = _pg.split_name(qualified)
-            if tail.startswith("%s %s " % (schema, name)) or tail == "%s %s" % (schema, name):
+            # "schema.name" keys: the schema and the name may hold dots themselves, so try every split.
+            splits = [(qualified[:i], qualified[i + 1:]) for i, ch in enumerate(qualified) if ch == "."]
+            if any(tail.startswith("%s %s " % pair) or tail == "%s %s" % pair for pair in splits):
                 out[kind].append(qualified)
                 break
     return {kind: sorted(set(names)) for kind, names in out.items()}
+
+
+def dump_objects(conn, major, path, fmt, known):
+    """toc_objects() of a dump: its TOC read in-process (_pg_toc), or by `pg_restore -l` for an archive that
+    reader does not know."""
+    try:
+        entries = _pg_toc.read_entries(path, fmt)
+    except _pg_toc.TocUnsupported:
+        return toc_objects(read_toc(conn, major, path), known)
+    out = {kind: set() for kind in TOC_KINDS}
+    for desc, namespace, tag in entries:
+        qualified = "%s.%s" % (namespace, tag)
+        if desc in out and qualified in known:
+            out[desc].add(qualified)
+    return {kind: sorted(names) for kind, names in out.items()}
 
 
 # ---------------------------------------------------------------------- dump
@@ -211,9 +227,10 @@ class _Counter(threading.Thread):
             # One backend, no parallel workers: pg_dump needs the CPU more.
             self.cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             # Only what this role may read (a table it may not read is not in a dump that succeeds).
-            self.cur.execute("SELECT t FROM unnest(%s::text[]) AS t WHERE has_table_privilege("
-                             "format('%%I.%%I', split_part(t, '.', 1), substr(t, strpos(t, '.') + 1)), 'SELECT')",
-                             (self.tables,))
+            names = _pg.resolve_names(self.cur, self.tables)
+            self.cur.execute("SELECT s || '.' || n FROM unnest(%s::text[], %s::text[]) AS t(s, n) "
+                             "WHERE has_table_privilege(format('%%I.%%I', s, n), 'SELECT')",
+                             ([names[t][0] for t in self.tables], [names[t][1] for t in self.tables]))
             self.counts = _pg.count_rows(self.cur, [row[0] for row in self.cur.fetchall()])
         except Exception as err:  # pylint: disable=broad-except
             self.error = err
@@ -277,13 +294,17 @@ def dump(conn, dest, options, verify=False, overwrite=True):
                 rc, _out, err = conn.run_tool(argv)
             finally:
                 counter.join()
+            # A failed count aborts the snapshot's transaction, which fails pg_dump with a message about the
+            # snapshot: the count's own error is the one that says what went wrong.
+            if counter.error is not None:
+                raise RollbackError("counting the rows of %s failed: %s; nothing was written to %s"
+                                    % (conn.where(), getattr(counter.error, "msg", None) or str(counter.error).strip(),
+                                       files.path), dest=files.path)
             if rc != 0:
                 raise RollbackError("pg_dump of %s failed (exit %s): %s; nothing was written to %s"
                                     % (conn.where(), rc, err.strip()[-1500:], files.path), dest=files.path)
             dumped_at = time.monotonic()
-            if counter.error is not None:
-                raise counter.error
-            objects = toc_objects(read_toc(conn, info["major"], tmp), known)
+            objects = dump_objects(conn, info["major"], tmp, fmt, known)
             tables = objects["TABLE DATA"]
             state = _pg.describe_state(cur, tables, counter.counts)
             cur.execute("SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()")

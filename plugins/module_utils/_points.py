@@ -264,7 +264,7 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
         return result
 
     todo = [name for name in changes if changes[name]]
-    safety = capture(store, {name: COMPONENTS[name].scope(records[name]) for name in todo},
+    safety = capture(store, {name: COMPONENTS[name].scope(records[name], changes[name]) for name in todo},
                      label="safety-before-%s" % target["id"], status="safety", kind="safety", safety_for=target["id"])
     safety_id = safety["point"]["id"]
     safety_records = store.load(safety_id)["components"]

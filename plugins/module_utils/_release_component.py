@@ -42,7 +42,7 @@ class ReleaseComponent:
             raise RollbackError("components.release.path: %r points at %r, which is not a directory"
                                 % (path, os.readlink(path)))
 
-    def scope(self, record):
+    def scope(self, record, changes=None):  # pylint: disable=unused-argument
         return {"path": record["path"], "validate": record.get("validate")}
 
     def capture(self, store, spec, point_id=None):

@@ -78,121 +78,68 @@ options:
         required: true
         suboptions:
           type:
-            description:
-              - The kind of check, one of V(http), V(tcp), V(command) or V(prometheus) (anything else fails with a
-                message naming the value).
-              - V(http) requests O(targets[].checks[].url) and checks the status, the body and the latency.
-              - V(tcp) opens a TCP connection to O(targets[].checks[].host):O(targets[].checks[].port).
-              - V(command) runs O(targets[].checks[].argv) (never through a shell) and checks its return code and output.
-              - V(prometheus) runs the instant query O(targets[].checks[].query) through the HTTP API (C(/api/v1/query)) of the
-                Prometheus server at O(targets[].checks[].url) and compares the value with O(targets[].checks[].max) and/or
-                O(targets[].checks[].min), or with the value of O(targets[].checks[].baseline_query) as a ratio (O(targets[].checks[].max_ratio)).
-                Give a threshold, a baseline ratio, or both (then both must pass).
+            description: See O(fleetops.rollback.health_gate#module:checks[].type).
             type: str
             required: true
           request_timeout:
-            description:
-              - Seconds one sample of this check may take before it counts as failed.
-              - Always capped by what is left of C(timeout).
+            description: See O(fleetops.rollback.health_gate#module:checks[].request_timeout).
             type: float
             default: 5.0
           url:
-            description:
-              - For V(http) checks, required. The V(http://) or V(https://) URL to request.
-              - For V(prometheus) checks, required. The Prometheus server, for example V(http://prometheus:9090) (a path
-                prefix such as V(http://proxy/prometheus) is kept; C(/api/v1/query) is added).
-              - Redirects are followed; the proxy environment variables apply.
-              - Do not put credentials in the URL; send them in O(targets[].checks[].headers).
+            description: See O(fleetops.rollback.health_gate#module:checks[].url).
             type: str
           method:
-            description:
-              - For V(http) checks. The HTTP method. Defaults to V(GET).
+            description: See O(fleetops.rollback.health_gate#module:checks[].method).
             type: str
           status:
-            description:
-              - For V(http) checks. The status codes that count as passing. Defaults to V([200]).
+            description: See O(fleetops.rollback.health_gate#module:checks[].status).
             type: list
             elements: int
           body:
-            description:
-              - For V(http) checks. A regular expression that must match (search) the response body (its first MiB).
+            description: See O(fleetops.rollback.health_gate#module:checks[].body).
             type: str
           max_latency:
-            description:
-              - For V(http) checks. Seconds; a response that takes longer than this counts as a failed sample even
-                when its status and body are right.
+            description: See O(fleetops.rollback.health_gate#module:checks[].max_latency).
             type: float
           headers:
-            description:
-              - For V(http) and V(prometheus) checks. Request headers, name to value (an C(Authorization) header for a
-                Prometheus behind a proxy, say).
-              - Header values are treated as secrets (C(no_log)) and never appear in results or logs. Ansible
-                masks every occurrence of a C(no_log) value in the output, so a short header value (like V(1))
-                masks that text wherever it appears in the result.
+            description: See O(fleetops.rollback.health_gate#module:checks[].headers).
             type: dict
           validate_certs:
-            description:
-              - For V(http) and V(prometheus) checks. Whether to verify the server's TLS certificate. Defaults to V(true).
+            description: See O(fleetops.rollback.health_gate#module:checks[].validate_certs).
             type: bool
           host:
-            description:
-              - For V(tcp) checks. The host name or address to connect to. Defaults to V(127.0.0.1).
+            description: See O(fleetops.rollback.health_gate#module:checks[].host).
             type: str
           port:
-            description:
-              - For V(tcp) checks, required. The TCP port.
+            description: See O(fleetops.rollback.health_gate#module:checks[].port).
             type: int
           argv:
-            description:
-              - For V(command) checks, required. The program and its arguments, run directly, never through a shell.
+            description: See O(fleetops.rollback.health_gate#module:checks[].argv).
             type: list
             elements: str
           rc:
-            description:
-              - For V(command) checks. The return code that counts as passing. Defaults to V(0).
+            description: See O(fleetops.rollback.health_gate#module:checks[].rc).
             type: int
           stdout:
-            description:
-              - For V(command) checks. A regular expression that must match (search) the standard output.
+            description: See O(fleetops.rollback.health_gate#module:checks[].stdout).
             type: str
           query:
-            description:
-              - For V(prometheus) checks, required. A PromQL expression with an instant value, a scalar or a vector,
-                such as a sum of rates (see the examples).
-              - A range vector (C(metric[5m]) without a function) fails the sample with a message saying so.
-              - With O(targets[].checks[].max) or O(targets[].checks[].min), every series of the result must be within them (the worst
-                one is reported). With O(targets[].checks[].baseline_query), the query must return one value (aggregate it
-                with C(sum), C(max) or C(avg)).
-              - A NaN value (0/0, such as an error ratio without any traffic) counts as no data, see
-                O(targets[].checks[].on_empty). Appending "or vector(0)" to a sum of error rates turns "no errors yet" into 0.
+            description: See O(fleetops.rollback.health_gate#module:checks[].query).
             type: str
           max:
-            description:
-              - For V(prometheus) checks. The highest value that passes.
+            description: See O(fleetops.rollback.health_gate#module:checks[].max).
             type: float
           min:
-            description:
-              - For V(prometheus) checks. The lowest value that passes.
+            description: See O(fleetops.rollback.health_gate#module:checks[].min).
             type: float
           baseline_query:
-            description:
-              - For V(prometheus) checks. A PromQL expression giving the baseline, one value (the same measure over an
-                earlier window with C(offset), or on the hosts still on the known good release).
-              - The check passes when the value of O(targets[].checks[].query) divided by this is at most O(targets[].checks[].max_ratio).
-                A baseline of 0 gives a ratio of 1 when the value is 0 too, else an infinite one.
-              - Requires O(targets[].checks[].max_ratio).
+            description: See O(fleetops.rollback.health_gate#module:checks[].baseline_query).
             type: str
           max_ratio:
-            description:
-              - For V(prometheus) checks. The highest ratio of the value to the baseline that passes (V(1.5) allows
-                50% more than the baseline). Requires O(targets[].checks[].baseline_query).
+            description: See O(fleetops.rollback.health_gate#module:checks[].max_ratio).
             type: float
           on_empty:
-            description:
-              - For V(prometheus) checks. What a query that returns no data (no series, or only NaN) means, for
-                O(targets[].checks[].query) and O(targets[].checks[].baseline_query) alike.
-              - V(fail) (the default) fails the sample, since no data is no proof of health; V(pass) passes it;
-                V(zero) counts the missing value as 0 and compares that.
+            description: See O(fleetops.rollback.health_gate#module:checks[].on_empty).
             type: str
             choices: [fail, pass, zero]
   failures:

@@ -222,3 +222,23 @@ def test_listing_script_finds_dist_info_egg_info_and_develop_installs(tmp_path):
     assert packages == {"alpha": {"name": "Alpha", "version": "1.0", "url": "file:///w/a.whl"},
                         "old-pkg": {"name": "Old_Pkg", "version": "0.1"},
                         "devpkg": {"name": "devpkg", "version": "2.0", "editable": str(tmp_path / "proj")}}
+
+
+def test_safety_scope_keeps_what_the_restore_plan_replaces_without_listing_again(tmp_path):
+    """restore() passes its plan to scope(): the safety capture keeps copies of exactly the packages that plan
+    changes or removes, per environment and manager, and does not list the environments a second time (the
+    virtualenvs here do not exist, so listing them would fail)."""
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    record = {"pip": [{"virtualenv": one, "packages": []}, {"virtualenv": two, "packages": []}],
+              "apt": {"names": ["nginx", "curl"], "packages": {}}}
+    changes = [
+        {"manager": "pip", "env": one, "key": "alpha", "action": "change"},
+        {"manager": "pip", "env": one, "key": "beta", "action": "install"},
+        {"manager": "pip", "env": two, "key": "gamma", "action": "remove"},
+        {"manager": "apt", "name": "nginx", "action": "change"},
+        {"manager": "apt", "name": "curl", "action": "install"},
+    ]
+    spec = COMPONENT.scope(record, changes)
+    assert [env["keep"] for env in spec["pip"]] == [["alpha"], ["gamma"]]
+    assert [env["virtualenv"] for env in spec["pip"]] == [one, two]
+    assert spec["apt"]["keep"] == ["nginx"] and spec["apt"]["names"] == ["nginx", "curl"]
