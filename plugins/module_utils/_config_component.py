@@ -184,9 +184,16 @@ class ConfigComponent:
 
     # ---------------------------------------------------------------- capture
     def capture(self, store, spec, point_id=None):
-        return {"paths": [{"path": item["path"], "validate": item["validate"],
-                           "entries": sorted(scan(item["path"], store).values(), key=lambda e: e["rel"])}
-                          for item in spec["paths"]]}
+        """The record of a capture. Without a store (check mode's preview) nothing is copied, and each file's
+        sha256 stands where its blob id would be: the record is the one a real capture would write."""
+        paths = []
+        for item in spec["paths"]:
+            entries = sorted(scan(item["path"], store).values(), key=lambda e: e["rel"])
+            if store is None:
+                entries = [dict({k: v for k, v in e.items() if k != "sha256"}, blob=e["sha256"]) if "sha256" in e else e
+                           for e in entries]
+            paths.append({"path": item["path"], "validate": item["validate"], "entries": entries})
+        return {"paths": paths}
 
     # ---------------------------------------------------------------- plan
     def plan(self, store, record, point_id=""):

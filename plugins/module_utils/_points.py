@@ -122,6 +122,37 @@ def preflight(components):
         COMPONENTS[name].check_capturable(spec)
 
 
+# Components whose capture reads the host without writing anything when given no store: check mode can scan
+# them to tell whether a real capture would reuse a point. A database capture is a dump, under a new point's
+# own directory, so a point holding one is never reused and needs no preview.
+_PREVIEWABLE = ("config", "release", "packages", "images", "migrations")
+
+
+def _reusable(store, label, print_):
+    """The newest point with this label when it holds exactly this state (fingerprint), else None."""
+    same = [m for m in store.points()[0] if m.get("label") == label]
+    return same[-1] if same and same[-1].get("fingerprint") == print_ else None
+
+
+def _promotes(store, point, status):
+    return status == "known_good" and (point["status"] != "known_good" or store.known_good_id() != point["id"])
+
+
+def _preview_capture(store, components, label, status, kind):
+    """What capture() would return, changing nothing: a labelled capture of a state the newest point of that
+    label already holds reuses it (changed only when it must become known_good)."""
+    new = {"changed": True, "point": {"id": None, "label": label, "status": status, "components": list(components)}}
+    if not label or kind != "capture" or not store.exists() or set(components) - set(_PREVIEWABLE):
+        return new
+    if not any(m.get("label") == label for m in store.points()[0]):
+        return new
+    records = {name: COMPONENTS[name].capture(None, spec, None) for name, spec in components.items()}
+    existing = _reusable(store, label, fingerprint(records))
+    if existing is None:
+        return new
+    return {"changed": _promotes(store, existing, status), "point": summary(existing), "reused": True}
+
+
 def capture(store, components, label=None, status="candidate", kind="capture", check=False, safety_for=None,
             audit=None):
     """Capture a point. With a label whose newest point holds the same state, reuse that point.
@@ -133,7 +164,7 @@ def capture(store, components, label=None, status="candidate", kind="capture", c
     if kind != "safety":
         preflight(components)
     if check:
-        return {"changed": True, "point": {"id": None, "label": label, "status": status, "components": list(components)}}
+        return _preview_capture(store, components, label, status, kind)
     store.ensure()
     # The id comes first so a component can write artefacts under dumps/<id>; they go if the point is not kept.
     point_id = store.new_id()
@@ -146,16 +177,13 @@ def capture(store, components, label=None, status="candidate", kind="capture", c
         for record in records.values():
             record["exact"] = True
     print_ = fingerprint(records)
-    if label and kind == "capture":
-        same = [m for m in store.points()[0] if m.get("label") == label]
-        if same and same[-1].get("fingerprint") == print_:
-            store.discard_dumps(point_id)
-            existing = same[-1]
-            changed = False
-            if status == "known_good" and (existing["status"] != "known_good" or store.known_good_id() != existing["id"]):
-                existing = store.set_status(existing, "known_good")
-                changed = True
-            return {"changed": changed, "point": summary(existing), "reused": True}
+    existing = _reusable(store, label, print_) if label and kind == "capture" else None
+    if existing is not None:
+        store.discard_dumps(point_id)
+        changed = _promotes(store, existing, status)
+        if changed:
+            existing = store.set_status(existing, "known_good")
+        return {"changed": changed, "point": summary(existing), "reused": True}
     manifest = {
         "format": MANIFEST_FORMAT,
         "id": point_id,

@@ -129,7 +129,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Returns the plan (what would change, from and to) and changes nothing, not even the lock.
+    description:
+      - Returns the plan (what would change, from and to) and changes nothing, not even the lock.
+      - A labelled capture reads the state (except a database, whose points are always new) to say whether the real
+        run would reuse the newest point of that label.
   diff_mode:
     support: full
     description: Shows each file and link that would change; values of secret-looking keys are redacted.

@@ -142,6 +142,31 @@ def test_round_trip_check_mode_and_idempotence(host, one_host, playbook):
     assert host_state(host) == broken
 
 
+def test_capture_check_mode_predicts_reuse_and_changes(host, one_host, playbook):
+    """A labelled capture of a state the newest point of that label holds reuses it: check mode says so
+    (changed=false, that point) without touching the store, and says changed=true once the state moved."""
+    first = playbook(capture_play(host), one_host)
+    assert first.rc == 0, first.stdout + first.stderr
+    point = first.result("Capture", "target")["point"]
+    store_before = tree_state(host / STORE)
+
+    for mode in ("check", "real"):  # the same state: reused, nothing to change
+        run = playbook(capture_play(host), one_host, check=mode == "check")
+        assert run.rc == 0, run.stdout + run.stderr
+        result = run.result("Capture", "target")
+        assert (result["changed"], result.get("reused"), result["point"]["id"]) == (False, True, point["id"]), mode
+    assert tree_state(host / STORE) == store_before
+
+    (host / "etc" / "app" / "conf.d" / "20-extra.env").write_text("CACHE=1\n")
+    check = playbook(capture_play(host), one_host, check=True)
+    predicted = check.result("Capture", "target")
+    assert predicted["changed"] is True and predicted["point"]["id"] is None
+    assert tree_state(host / STORE) == store_before, "check mode wrote to the store"
+    real = playbook(capture_play(host), one_host)
+    assert real.result("Capture", "target")["changed"] is True
+    assert real.result("Capture", "target")["point"]["id"] != point["id"]
+
+
 def test_corrupt_blob_is_refused_and_nothing_changes(host, one_host, playbook):
     assert playbook(capture_play(host), one_host).rc == 0
     break_host(host)

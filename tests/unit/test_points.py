@@ -137,6 +137,24 @@ def test_capture_check_mode_and_missing_path_write_nothing(host):
     assert host.store_files() == []
 
 
+def test_capture_check_mode_predicts_reuse_promotion_and_change(host):
+    first = _points.capture(host.store, host.spec(), label="deploy-42")
+    files = host.store_files()
+    same = _points.capture(host.store, host.spec(), label="deploy-42", check=True)
+    assert (same["changed"], same["reused"], same["point"]["id"]) == (False, True, first["point"]["id"])
+    # Reused, but it must become known good: a change, as the real run makes it.
+    promote = _points.capture(host.store, host.spec(), label="deploy-42", status="known_good", check=True)
+    assert (promote["changed"], promote["reused"]) == (True, True)
+    other_label = _points.capture(host.store, host.spec(), label="deploy-43", check=True)
+    assert other_label["changed"] is True and other_label["point"]["id"] is None
+    host.break_it()
+    moved = _points.capture(host.store, host.spec(), label="deploy-42", check=True)
+    assert moved["changed"] is True and moved["point"]["id"] is None
+    assert host.store_files() == files, "check mode wrote to the store"
+    real = _points.capture(host.store, host.spec(), label="deploy-42", status="known_good")
+    assert real["changed"] is True and real["point"]["id"] != first["point"]["id"]
+
+
 # ---------------------------------------------------------------------------------------- restore
 
 
