@@ -1,6 +1,6 @@
 """pg_dump / pg_restore through fleetops.rollback against raw pg_dump / pg_restore, in the same run.
 
-    .venv/bin/python benchmarks/pg_bench.py [--scale 20] [--rounds 3] [--json benchmarks/results/pg.json]
+    .venv/bin/python benchmarks/pg_bench.py [--scale 20] [--rounds 11] [--json benchmarks/results/pg.json]
 
 Starts its own PostgreSQL cluster (durable settings: fsync on), loads pgbench at --scale, then for each
 format (custom with 1 job, directory with 2 jobs), alternating raw and module runs round by round:
@@ -85,7 +85,7 @@ def cpu_timed(cluster, fn):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
