@@ -49,11 +49,11 @@ def timed(fn):
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _proc_cpu(pid, children=False):
-    with open("/proc/%d/stat" % pid, encoding="ascii") as stream:
+def _stat(pid):
+    """(parent pid, CPU seconds, CPU seconds of its reaped children) from /proc/<pid>/stat."""
+    with open("/proc/%s/stat" % pid, encoding="ascii") as stream:
         fields = stream.read().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
-    return ticks / _TICK
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK, (int(fields[13]) + int(fields[14])) / _TICK
 
 
 def cluster_cpu(cluster):
@@ -61,15 +61,16 @@ def cluster_cpu(cluster):
     and the ones still running."""
     with open(os.path.join(cluster.data, "postmaster.pid"), encoding="ascii") as stream:
         postmaster = int(stream.readline())
-    total = _proc_cpu(postmaster, children=True)
+    unused, own, reaped = _stat(postmaster)
+    total = own + reaped
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                with open("/proc/%s/stat" % entry, encoding="ascii") as stream:
-                    if int(stream.read().rsplit(")", 1)[1].split()[1]) == postmaster:
-                        total += _proc_cpu(int(entry))
-            except (OSError, ValueError):
+                parent, cpu, unused = _stat(entry)
+            except (OSError, ValueError, IndexError):
                 continue  # gone meanwhile: its time is in the postmaster's children's now
+            if parent == postmaster:
+                total += cpu
     return total
 
 

@@ -347,10 +347,11 @@ def resolve_names(cur, qualified):
     return {key: found.get(key) or split_name(key) for key in qualified}
 
 
-def count_rows(cur, tables):
-    """Exact row counts of the given "schema.table" names, as COPY sees them (ONLY: children are separate)."""
+def count_rows(cur, tables, names=None):
+    """Exact row counts of the given "schema.table" names, as COPY sees them (ONLY: children are separate).
+    `names`: their resolve_names() when the caller already has it."""
     counts = {}
-    names = resolve_names(cur, tables)
+    names = names if names is not None else resolve_names(cur, tables)
     for table in tables:
         cur.execute(pgsql.SQL("SELECT count(*) FROM ONLY {}").format(ident(*names[table])))
         counts[table] = int(cur.fetchone()[0])

@@ -231,7 +231,7 @@ class _Counter(threading.Thread):
             self.cur.execute("SELECT s || '.' || n FROM unnest(%s::text[], %s::text[]) AS t(s, n) "
                              "WHERE has_table_privilege(format('%%I.%%I', s, n), 'SELECT')",
                              ([names[t][0] for t in self.tables], [names[t][1] for t in self.tables]))
-            self.counts = _pg.count_rows(self.cur, [row[0] for row in self.cur.fetchall()])
+            self.counts = _pg.count_rows(self.cur, [row[0] for row in self.cur.fetchall()], names)
         except Exception as err:  # pylint: disable=broad-except
             self.error = err
 

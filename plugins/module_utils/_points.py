@@ -128,10 +128,14 @@ def preflight(components):
 _PREVIEWABLE = ("config", "release", "packages", "images", "migrations")
 
 
-def _reusable(store, label, print_):
-    """The newest point with this label when it holds exactly this state (fingerprint), else None."""
+def _newest_with_label(store, label):
     same = [m for m in store.points()[0] if m.get("label") == label]
-    return same[-1] if same and same[-1].get("fingerprint") == print_ else None
+    return same[-1] if same else None
+
+
+def _reusable(point, print_):
+    """The point when it holds exactly this state (fingerprint), else None."""
+    return point if point is not None and point.get("fingerprint") == print_ else None
 
 
 def _promotes(store, point, status):
@@ -144,10 +148,11 @@ def _preview_capture(store, components, label, status, kind):
     new = {"changed": True, "point": {"id": None, "label": label, "status": status, "components": list(components)}}
     if not label or kind != "capture" or not store.exists() or set(components) - set(_PREVIEWABLE):
         return new
-    if not any(m.get("label") == label for m in store.points()[0]):
+    newest = _newest_with_label(store, label)
+    if newest is None:
         return new
     records = {name: COMPONENTS[name].capture(None, spec, None) for name, spec in components.items()}
-    existing = _reusable(store, label, fingerprint(records))
+    existing = _reusable(newest, fingerprint(records))
     if existing is None:
         return new
     return {"changed": _promotes(store, existing, status), "point": summary(existing), "reused": True}
@@ -177,7 +182,7 @@ def capture(store, components, label=None, status="candidate", kind="capture", c
         for record in records.values():
             record["exact"] = True
     print_ = fingerprint(records)
-    existing = _reusable(store, label, print_) if label and kind == "capture" else None
+    existing = _reusable(_newest_with_label(store, label), print_) if label and kind == "capture" else None
     if existing is not None:
         store.discard_dumps(point_id)
         changed = _promotes(store, existing, status)
