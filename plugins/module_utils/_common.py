@@ -9,6 +9,9 @@ RollbackError into a fail_json that carries the message and the structured detai
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -49,6 +52,60 @@ class RollbackError(Exception):
         self.details = details
 
 
+class Terminated(Exception):
+    """SIGTERM arrived. An Exception, so that every cleanup and safety revert on the way out runs."""
+
+
+HOST_UNTOUCHED = "nothing on the host was changed"
+
+
+class Progress:
+    """Where a run is: the step under way and what state the host is in if it fails there. Any failure, a bug
+    included, is reported with both, so nobody has to guess what a failed run left behind."""
+
+    def __init__(self):
+        self.step = "starting"
+        self.state = HOST_UNTOUCHED
+
+    def at(self, step, state=None):
+        self.step = step
+        if state is not None:
+            self.state = state
+        return self
+
+
+# One module process runs one task, so one record of its progress is enough.
+PROGRESS = Progress()
+
+# OSError numbers that describe the machine, not a bug: said plainly, with what to do.
+_OS_ADVICE = {
+    errno.ENOSPC: "the filesystem is full: free space on it and run again",
+    errno.EDQUOT: "the disk quota is exhausted: free space or raise the quota and run again",
+    errno.EROFS: "the filesystem is read-only: remount it read-write (or choose another path) and run again",
+    errno.EACCES: "permission denied: run with become (root) or fix the owner and mode",
+    errno.EPERM: "operation not permitted: run with become (root) or fix the owner and mode",
+    errno.EIO: "an I/O error: check the disk (dmesg) before running again",
+}
+
+
+def describe_os_error(err):
+    """An OSError as a sentence: what, where, and what to do."""
+    where = " (%s)" % err.filename if getattr(err, "filename", None) else ""
+    advice = _OS_ADVICE.get(err.errno)
+    return "%s%s%s" % (err.strerror or err, where, "; " + advice if advice else "")
+
+
+def check_path(option, value, absolute=True):
+    """A path option as given, refused with a clear message when it cannot be a path: empty, a NUL byte, relative."""
+    if not isinstance(value, str) or not value.strip():
+        raise RollbackError("%s: %r is not a path; give an absolute path" % (option, value))
+    if "\x00" in value:
+        raise RollbackError("%s: %r holds a NUL byte; give a real path" % (option, value))
+    if absolute and not os.path.isabs(value):
+        raise RollbackError("%s: %r is not an absolute path; give the full path" % (option, value))
+    return os.path.normpath(value)
+
+
 class ModuleBase:
     """Subclasses set `argument_spec` (and `uses_store`) and implement `run()` returning the result dict."""
 
@@ -65,17 +122,38 @@ class ModuleBase:
         self.params = self.module.params
         self.check_mode = self.module.check_mode
         self.diff_mode = self.module._diff
+        self.progress = PROGRESS
 
     def run(self):
         raise NotImplementedError
 
+    def _terminate(self, signum, frame):  # pylint: disable=unused-argument
+        # Raised once, where the run is, so that staged files are removed and a started restore is reverted.
+        # A second SIGTERM while that happens is ignored: only SIGKILL cuts a revert short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated("stopped by SIGTERM")
+
+    def _state(self):
+        state = self.progress.state
+        return state if not self.check_mode else HOST_UNTOUCHED + " (check mode)"
+
     def main(self):
+        name = type(self).__name__
+        signal.signal(signal.SIGTERM, self._terminate)
         try:
             result = self.run()
         except RollbackError as err:
             self.module.fail_json(msg=err.msg, **err.details)
+        except Terminated:
+            self.module.fail_json(msg="stopped by SIGTERM while %s; %s" % (self.progress.step, self._state()),
+                                  step=self.progress.step, host_state=self._state())
+        except OSError as err:
+            self.module.fail_json(msg="%s failed: %s; %s" % (self.progress.step, describe_os_error(err), self._state()),
+                                  step=self.progress.step, host_state=self._state(), errno=err.errno)
         except Exception as err:  # pylint: disable=broad-except
-            # An unexpected error still reports what happened rather than a bare traceback.
-            self.module.fail_json(msg="unexpected error: %s: %s" % (type(err).__name__, err),
-                                  exception=traceback.format_exc())
+            # A bug: still say which step failed and what state the host is in, with the exception for the report.
+            self.module.fail_json(
+                msg="%s: internal error while %s: %s: %s; %s. This is a bug in fleetops.rollback: please report it "
+                    "with the exception below" % (name, self.progress.step, type(err).__name__, err, self._state()),
+                step=self.progress.step, host_state=self._state(), exception=traceback.format_exc())
         self.module.exit_json(**result)
