@@ -155,3 +155,8 @@ def assert_clear_failure(run, *mentions, secrets=()):
 def assert_no_secret(run, secrets=()):
     for secret in secrets:
         assert secret not in run.everything, "secret %r leaked: %s" % (secret, run.everything[:3000])
+
+
+# Every fault case carries `@pytest.mark.fault("<kind>")` (one kind: "sigkill-during-config-staging",
+# "store-fs-full-during-capture", ...) and every bad-input case `@pytest.mark.bad_input("<module>")`;
+# tests/faults/test_catalogue.py counts them against the floor the suite promises.
