@@ -10,7 +10,10 @@ class ModuleDocFragment:
     DOCUMENTATION = r"""
 options:
   store_path:
-    description: The restore point store on the host. Created 0700 on first capture.
+    description:
+      - The restore point store on the host. Created 0700 by the first capture, in a new or empty directory only.
+      - A path that holds anything else (a file, a directory with other files in it, a symlink to one) is refused and
+        left as it is. Runs that restore, mark, prune or read never create a store.
     type: path
     default: /var/lib/fleetops/rollback
   lock_timeout:
@@ -19,8 +22,11 @@ options:
     default: 0
   force_unlock:
     description:
-      - Replace a lock whose recorded holder process is gone but whose lock is still held. A live holder is never
-        overridden. A lock left by a holder that died is recovered automatically and journaled.
+      - Replace a lock whose recorded holder process is gone but whose kernel lock is still held by a process this
+        machine cannot see (another host sharing the store).
+      - The kernel is trusted over the record. When C(/proc/locks) shows a live process on this machine holding the
+        lock, the run is refused and names that process, even when the recorded pid is dead (a child that inherited
+        the lock file holds it). A lock left by a holder that died is recovered automatically and journaled.
     type: bool
     default: false
 """

@@ -13,14 +13,12 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import tempfile
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._commands import run_validate
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import CHUNK, fsync_dir, sha256_file
+from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import CHUNK, describe_path, fsync_dir, sha256_file
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import printable_text, redact_text
-
-STAGE_PREFIX = ".fleetops-stage-"
+from ansible_collections.fleetops.rollback.plugins.module_utils._store import STAGE_PREFIX
 
 
 def _mode(value):
@@ -39,9 +37,9 @@ def _join(root, rel):
     return root if rel == "." else os.path.join(root, rel)
 
 
-def scan(root, store=None):
-    """Entries of a path as {rel: entry}. With a store, file bodies are copied in (`blob`);
-    without, they are only hashed (`sha256`)."""
+def walk(root):
+    """Entries of a path as {rel: entry} from lstat alone (types, modes, owners, sizes, link targets): no file is
+    read, so a tree that cannot be captured (a FIFO, a device, a socket) is refused before anything is written."""
     try:
         top = os.lstat(root)
     except FileNotFoundError:
@@ -56,23 +54,40 @@ def scan(root, store=None):
             entry.update(type="link", target=os.readlink(path))
         elif stat.S_ISREG(st.st_mode):
             entry.update(type="file", size=st.st_size)
-            if store is not None:
-                entry["blob"] = store.put_file(path)
-            else:
-                entry["sha256"] = sha256_file(path)
         elif stat.S_ISDIR(st.st_mode):
             entry["type"] = "dir"
             with os.scandir(path) as children:
                 for child in children:
                     if child.name.startswith(STAGE_PREFIX):
-                        continue  # our own leftover from an interrupted restore
+                        continue  # a restore's staged file; the store's staging intents account for it
                     child_rel = child.name if rel == "." else rel + "/" + child.name
                     pending.append((child_rel, child.stat(follow_symlinks=False)))
         else:
-            raise RollbackError("config: %s is not a regular file, directory or symlink; exclude it from "
-                                "components.config.paths" % path)
+            raise RollbackError("config: %s is %s, not a regular file, directory or symlink; nothing was changed; "
+                                "exclude it from components.config.paths" % (path, describe_path(path)), path=path)
         entries[rel] = entry
     return entries
+
+
+def _read_bodies(root, entries, store=None):
+    """With a store, copy each file's body in (`blob`); without, only hash it (`sha256`)."""
+    for rel, entry in entries.items():
+        if entry["type"] == "file":
+            path = _join(root, rel)
+            if store is not None:
+                entry["blob"] = store.put_file(path)
+            else:
+                entry["sha256"] = sha256_file(path)
+    return entries
+
+
+def scan(root, store=None):
+    """Entries of a path as {rel: entry}, with their bodies copied into the store or hashed (_read_bodies)."""
+    return _read_bodies(root, walk(root), store)
+
+
+def _stored_bytes(entries):
+    return sum(e.get("size", 0) for e in entries.values() if e["type"] == "file")
 
 
 def summary(entry):
@@ -185,10 +200,16 @@ class ConfigComponent:
     # ---------------------------------------------------------------- capture
     def capture(self, store, spec, point_id=None):
         """The record of a capture. Without a store (check mode's preview) nothing is copied, and each file's
-        sha256 stands where its blob id would be: the record is the one a real capture would write."""
+        sha256 stands where its blob id would be: the record is the one a real capture would write.
+        Every tree is walked first (lstat only): a special file is refused, and the store's free space checked
+        against the bytes to copy, before the first body is written."""
+        walked = {item["path"]: walk(item["path"]) for item in spec["paths"]}
+        if store is not None:
+            store.require_space(sum(_stored_bytes(e) for e in walked.values()),
+                                "the config of %s" % ", ".join(sorted(walked)))
         paths = []
         for item in spec["paths"]:
-            entries = sorted(scan(item["path"], store).values(), key=lambda e: e["rel"])
+            entries = sorted(_read_bodies(item["path"], walked[item["path"]], store).values(), key=lambda e: e["rel"])
             if store is None:
                 entries = [dict({k: v for k, v in e.items() if k != "sha256"}, blob=e["sha256"]) if "sha256" in e else e
                            for e in entries]
@@ -222,42 +243,34 @@ class ConfigComponent:
             for entry in root["entries"]:
                 entries[_join(root["path"], entry["rel"])] = entry
 
-        staged = {}
-        try:
-            for change in changes:
-                if change["action"] in ("create", "replace", "update") and change["to"]["type"] == "file":
-                    entry = entries[change["path"]]
-                    staged[change["path"]] = self._stage(store, change["path"], entry, by_root[root_of(change["path"])])
-            self._commit(changes, entries, staged)
-        finally:
-            for tmp in staged.values():
-                if os.path.lexists(tmp):
-                    os.unlink(tmp)
+        bodies = [c for c in changes if c["action"] in ("create", "replace", "update") and c["to"]["type"] == "file"]
+        links = [c for c in changes if c["action"] != "attrs" and c["action"] != "remove" and c["to"]["type"] == "link"]
+        # Every directory a staged name may appear in is on record in the store before the first one is made.
+        directories = [_staging_parent(c["path"]) for c in bodies] + [os.path.dirname(c["path"]) for c in links]
+        with store.staging(directories) as stage_name:
+            staged = {}
+            for change in bodies:
+                entry = entries[change["path"]]
+                staged[change["path"]] = self._stage(store, stage_name, change["path"], entry,
+                                                     by_root[root_of(change["path"])])
+            self._commit(changes, entries, staged, stage_name)
 
-    def _stage(self, store, path, entry, root):
-        parent = os.path.dirname(path)
-        # Stage in a real directory: a symlinked parent may be replaced, and staging through it would
-        # write the body somewhere else entirely.
-        while os.path.islink(parent) or not os.path.isdir(parent):
-            parent = os.path.dirname(parent)
-        fd, tmp = tempfile.mkstemp(prefix=STAGE_PREFIX, dir=parent)
-        try:
-            with os.fdopen(fd, "wb") as out, store.open_blob(entry["blob"]) as body:
-                shutil.copyfileobj(body, out, CHUNK)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chown(tmp, entry["uid"], entry["gid"])
-            os.chmod(tmp, entry["mode"])
-            if sha256_file(tmp) != entry["blob"]:
-                raise RollbackError("config: the staged copy of %s does not match its sha256; nothing was changed" % path)
-            if root.get("validate"):
-                problem = run_validate(root["validate"], tmp)
-                if problem:
-                    raise RollbackError("config: %s failed validation (%s) with %s; nothing was changed"
-                                        % (path, root["validate"], problem), path=path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+    def _stage(self, store, stage_name, path, entry, root):
+        tmp = stage_name(_staging_parent(path))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out, store.open_blob(entry["blob"]) as body:
+            shutil.copyfileobj(body, out, CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chown(tmp, entry["uid"], entry["gid"])
+        os.chmod(tmp, entry["mode"])
+        if sha256_file(tmp) != entry["blob"]:
+            raise RollbackError("config: the staged copy of %s does not match its sha256; nothing was changed" % path)
+        if root.get("validate"):
+            problem = run_validate(root["validate"], tmp)
+            if problem:
+                raise RollbackError("config: %s failed validation (%s) with %s; nothing was changed"
+                                    % (path, root["validate"], problem), path=path)
         return tmp
 
     @staticmethod
@@ -268,7 +281,7 @@ class ConfigComponent:
         else:
             os.unlink(path)
 
-    def _commit(self, changes, entries, staged):
+    def _commit(self, changes, entries, staged, stage_name):
         touched_dirs = set()
         # Bottom-up: extras and whatever changes type go first.
         for change in changes:
@@ -288,7 +301,7 @@ class ConfigComponent:
                 os.replace(staged.pop(path), path)
                 touched_dirs.add(os.path.dirname(path))
             elif entry["type"] == "link" and action != "attrs":
-                tmp = os.path.join(os.path.dirname(path), STAGE_PREFIX + os.urandom(4).hex())
+                tmp = stage_name(os.path.dirname(path))
                 os.symlink(entry["target"], tmp)
                 os.replace(tmp, path)
                 touched_dirs.add(os.path.dirname(path))
@@ -329,6 +342,16 @@ class ConfigComponent:
             out.append({"before_header": change["path"], "after_header": change["path"],
                         "before": redact_text(old_text), "after": redact_text(new_text)})
         return out
+
+
+def _staging_parent(path):
+    """The real directory a file is staged in: its parent, or the nearest existing ancestor when the parent is a
+    symlink (which the restore may replace: staging through it would write the body somewhere else entirely) or
+    does not exist yet."""
+    parent = os.path.dirname(path)
+    while os.path.islink(parent) or not os.path.isdir(parent):
+        parent = os.path.dirname(parent)
+    return parent
 
 
 def _describe(entry):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 
 CHUNK = 1024 * 1024
@@ -64,10 +65,62 @@ def atomic_write(path, data, mode=0o600):
 
 
 def append_line(path, line, mode=0o600):
-    """Append one line durably (the journal is append-only)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    """Append one line durably (the journal is append-only). A last line torn by a crash is closed first, so the new
+    line is never glued to it and stays readable."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, mode)
     try:
-        os.write(fd, line.encode("utf-8") + b"\n")
+        data = line.encode("utf-8") + b"\n"
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _kind(mode):
+    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def describe_path(path):
+    """What is at a path, in words, for messages that refuse to touch it."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "nothing"
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(path)
+        return "a symlink to %s%s" % (target, "" if os.path.exists(path) else " (dangling)")
+    if stat.S_ISDIR(st.st_mode):
+        names = sorted(os.listdir(path))
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        return "a directory holding %d entr%s (%s)" % (len(names), "y" if len(names) == 1 else "ies", shown) \
+            if names else "an empty directory"
+    if stat.S_ISREG(st.st_mode):
+        return "a regular file of %d bytes" % st.st_size
+    return _kind(st.st_mode)
+
+
+def free_bytes(path):
+    """Bytes an unprivileged writer may still use on the filesystem holding path (or its nearest existing parent)."""
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    info = os.statvfs(path)
+    return info.f_bavail * info.f_frsize
+
+
+def human(nbytes):
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return ("%d %s" % (nbytes, unit)) if unit == "bytes" else ("%.1f %s" % (nbytes, unit))
+        nbytes /= 1024.0
+    return str(nbytes)

@@ -6,8 +6,12 @@
 Mutual exclusion is a kernel flock on the `lock` file, so a holder that dies releases it by itself.
 The file also records who holds it (owner, pid, host, start time) so a refused run can say who is in
 the way. A record left behind by a holder that died without releasing is a *stale* lock: it is
-detected and reported. `force_unlock` replaces the lock file when its recorded holder is gone but the
-kernel lock is still held (for example by a process on another host sharing the store).
+detected and reported.
+
+The kernel's lock is trusted over the record: when /proc/locks shows a live process on this machine holding the
+flock, the store is locked whatever the record says (a recorded pid may be dead while a child that inherited the
+open file still holds it). `force_unlock` replaces the lock file only when the kernel lock is held by nobody this
+machine can see and the record names a holder on this host that is gone.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import threading
 import time
 from datetime import datetime, timezone
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import describe_path
 
 POLL_SECONDS = 0.05
 
@@ -41,6 +47,43 @@ def _proc_start(pid):
             return int(stream.read().rsplit(")", 1)[1].split()[19])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def kernel_holders(path):
+    """Pids that /proc/locks says hold a lock on this file (its device and inode), alive ones only."""
+    try:
+        st = os.stat(path)
+        with open("/proc/locks", encoding="ascii") as stream:
+            lines = stream.read().splitlines()
+    except OSError:
+        return []
+    wanted_inode = str(st.st_ino)
+    wanted_dev = "%02x:%02x" % (os.major(st.st_dev), os.minor(st.st_dev))
+    exact, by_inode = [], []
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 fd:00:5678 0 EOF" (blocked waiters carry "->" and are not holders)
+        if len(fields) < 6 or "->" in fields[1]:
+            continue
+        try:
+            pid = int(fields[4])
+            major, minor, inode = fields[5].rsplit(":", 2)
+        except ValueError:
+            continue
+        if inode != wanted_inode or pid <= 0 or not pid_alive(pid):
+            continue
+        by_inode.append(pid)
+        if "%s:%s" % (major, minor) == wanted_dev:
+            exact.append(pid)
+    return sorted(set(exact or by_inode))
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as stream:
+            return " ".join(stream.read().decode("utf-8", "replace").split())[:120]
+    except OSError:
+        return "?"
 
 
 class StoreLock:
@@ -77,7 +120,18 @@ class StoreLock:
         return info.get("proc_start") is not None and _proc_start(pid) != info.get("proc_start")
 
     def _try_once(self):
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as err:
+            if err.errno in (errno.EISDIR, errno.ELOOP, errno.ENXIO, errno.ENOTDIR):
+                raise RollbackError("the store's lock file %s is %s, not a lock file; nothing was changed; move it "
+                                    "aside by hand once you know no run is using this store"
+                                    % (self.path, describe_path(self.path)))
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RollbackError("the store's lock file %s is not a regular file; nothing was changed; move it aside "
+                                "by hand once you know no run is using this store" % self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -106,17 +160,26 @@ class StoreLock:
             if got is None:
                 continue
             holder = self.read_holder()
-            if self.force and self.holder_is_gone(holder):
+            live = kernel_holders(self.path)
+            if self.force and not live and self.holder_is_gone(holder):
                 self.broken = holder
                 os.unlink(self.path)
                 continue
             if time.monotonic() >= deadline:
-                hint = ("it is alive: wait for it to finish or stop it" if not self.holder_is_gone(holder)
-                        else "its process is gone: rerun with force_unlock=true")
+                if live:
+                    # The record may name a dead pid while a live process (a child that inherited the file, or
+                    # a run that has not written its record yet) holds the flock: the kernel is right.
+                    hint = ("it is alive: the kernel shows it held by %s; wait for it to finish or stop it%s"
+                            % (", ".join("pid %d (%s)" % (pid, _cmdline(pid)) for pid in live),
+                               "; force_unlock never breaks a lock a live process holds" if self.force else ""))
+                elif self.holder_is_gone(holder):
+                    hint = "its process is gone: rerun with force_unlock=true"
+                else:
+                    hint = "it is alive: wait for it to finish or stop it"
                 raise RollbackError(
                     "the restore point store %s is locked by %s; %s"
                     % (os.path.dirname(self.path), self.describe(holder), hint),
-                    lock=holder or {})
+                    lock=holder or {}, lock_holders=live)
             waiter.wait(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
         previous = self.read_holder()
         if previous:

@@ -5,13 +5,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Mapping
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import (
+    HOST_UNTOUCHED, PROGRESS, RollbackError, describe_os_error)
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import canonical_json, sha256_bytes
+from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import MANIFEST_FORMAT, actor, utc_now
 
 
@@ -96,12 +100,16 @@ def fingerprint(records):
 
 
 class locked:
-    """Hold the store lock for a capture or a rollback, and journal a stale or broken lock."""
+    """Hold the store lock for a capture or a rollback, and journal a stale or broken lock. Only a capture
+    (`create=True`) may make a new store; every other run needs one that exists. With the lock held, whatever a run
+    killed midway left behind (staged files next to config, half-written blobs, dumps of unfinished captures) is
+    removed first."""
 
-    def __init__(self, store, params, purpose):
+    def __init__(self, store, params, purpose, create=False):
         self.store = store
+        PROGRESS.at("taking the lock of the store %s" % store.path)
         self.lock = store.lock(owner="%s:%s" % (actor(), purpose), timeout=params.get("lock_timeout") or 0,
-                               force=params.get("force_unlock") or False)
+                               force=params.get("force_unlock") or False, create=create)
 
     def __enter__(self):
         self.lock.acquire()
@@ -109,6 +117,10 @@ class locked:
             self.store.journal("lock_broken", previous=self.lock.broken)
         elif self.lock.stale:
             self.store.journal("stale_lock_recovered", previous=self.lock.stale)
+        PROGRESS.at("removing what an interrupted run left behind")
+        removed = self.store.recover()
+        if removed:
+            self.store.journal("leftovers_removed", paths=removed)
         return self.lock
 
     def __exit__(self, *exc):
@@ -159,57 +171,79 @@ def _preview_capture(store, components, label, status, kind):
 
 
 def capture(store, components, label=None, status="candidate", kind="capture", check=False, safety_for=None,
-            audit=None):
+            audit=None, over_interrupted=None):
     """Capture a point. With a label whose newest point holds the same state, reuse that point.
 
     `audit` ({run, type}: the rollback run this is part of) goes into the journal entry.
 
     A safety point records the state exactly as it is, missing paths and dangling links included,
-    because that is what a revert must bring back."""
+    because that is what a revert must bring back.
+
+    `over_interrupted` (a safety point taken while an earlier rollback was left unfinished) names the earlier
+    run's safety point: this one holds a mixed state, and `latest_safety` never names it."""
     if kind != "safety":
         preflight(components)
     if check:
         return _preview_capture(store, components, label, status, kind)
+    PROGRESS.at("capturing %s" % ("the safety point" if kind == "safety" else "a restore point"), HOST_UNTOUCHED)
     store.ensure()
     # The id comes first so a component can write artefacts under dumps/<id>; they go if the point is not kept.
     point_id = store.new_id()
+    store.added_blobs = []
     try:
         records = {name: COMPONENTS[name].capture(store, spec, point_id) for name, spec in components.items()}
+        if kind == "safety":
+            for record in records.values():
+                record["exact"] = True
+        print_ = fingerprint(records)
+        existing = _reusable(_newest_with_label(store, label), print_) if label and kind == "capture" else None
+        if existing is not None:
+            store.discard_dumps(point_id)
+            changed = _promotes(store, existing, status)
+            if changed:
+                existing = store.set_status(existing, "known_good")
+            return {"changed": changed, "point": summary(existing), "reused": True}
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "id": point_id,
+            "label": label,
+            "status": status,
+            "kind": kind,
+            "created_at": utc_now().isoformat(timespec="milliseconds"),
+            "host": socket.gethostname(),
+            "actor": actor(),
+            "components": records,
+            "fingerprint": print_,
+        }
+        if safety_for:
+            manifest["safety_for"] = safety_for
+        if over_interrupted:
+            manifest["over_interrupted"] = over_interrupted
+        manifest = store.write_manifest(manifest)
     except BaseException:
-        store.discard_dumps(point_id)
+        # A capture that fails leaves the store as it found it: no manifest, no dump, no blob only it wrote.
+        store.delete_point(point_id)
+        store.discard_added_blobs()
         raise
-    if kind == "safety":
-        for record in records.values():
-            record["exact"] = True
-    print_ = fingerprint(records)
-    existing = _reusable(_newest_with_label(store, label), print_) if label and kind == "capture" else None
-    if existing is not None:
-        store.discard_dumps(point_id)
-        changed = _promotes(store, existing, status)
-        if changed:
-            existing = store.set_status(existing, "known_good")
-        return {"changed": changed, "point": summary(existing), "reused": True}
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "id": point_id,
-        "label": label,
-        "status": status,
-        "kind": kind,
-        "created_at": utc_now().isoformat(timespec="milliseconds"),
-        "host": socket.gethostname(),
-        "actor": actor(),
-        "components": records,
-        "fingerprint": print_,
-    }
-    if safety_for:
-        manifest["safety_for"] = safety_for
-    manifest = store.write_manifest(manifest)
     if status == "known_good":
         store.set_known_good(manifest["id"])
+    result = {"changed": True, "point": summary(manifest), "reused": False}
     if kind == "capture":
-        store.journal("capture", point=manifest["id"], label=label, status=status, components=list(records),
-                      **(audit or {}))
-    return {"changed": True, "point": summary(manifest), "reused": False}
+        journal_safely(store, result, "capture", point=manifest["id"], label=label, status=status,
+                       components=list(records), **(audit or {}))
+    return result
+
+
+def journal_safely(store, result, event, **fields):
+    """Journal an event after the work is done. A journal that cannot be written (a full or read-only store) does
+    not turn a done run into a failure: the result says so in `journal_error` and a warning."""
+    try:
+        store.journal(event, **fields)
+    except OSError as err:
+        problem = describe_os_error(err)
+        result["journal_error"] = problem
+        result.setdefault("warnings", []).append("the %s is done, but its journal entry could not be written: %s"
+                                                 % (event, problem))
 
 
 def _select(manifest, names, select=None, narrow=None):
@@ -249,35 +283,80 @@ def plan(store, records, point_id):
     return {name: COMPONENTS[name].plan(store, record, point_id) for name, record in records.items()}
 
 
+def check_commands(value, option="restart_commands"):
+    """argv lists as given, refused before anything changes when one cannot run: not a list of non-empty lists of
+    strings or numbers, or a program that does not exist. Returns the argv lists as strings."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RollbackError("%s: %r is not a list of commands; give a list of argv lists, for example "
+                            "[[systemctl, restart, app]]" % (option, value))
+    commands = []
+    for index, argv in enumerate(value):
+        where = "%s[%d]" % (option, index)
+        if not isinstance(argv, list) or not argv:
+            raise RollbackError("%s: %r is not an argv list; give each command as a non-empty list such as "
+                                "[systemctl, restart, app] (no shell is used)" % (where, argv))
+        for arg in argv:
+            if isinstance(arg, bool) or not isinstance(arg, (str, int, float)):
+                raise RollbackError("%s: argument %r is not a string; give each argument as text" % (where, arg))
+            if "\x00" in str(arg):
+                raise RollbackError("%s: argument %r holds a NUL byte" % (where, arg))
+        argv = [str(arg) for arg in argv]
+        program = argv[0]
+        found = (os.path.isfile(program) and os.access(program, os.X_OK)) if "/" in program else shutil.which(program)
+        if not found:
+            raise RollbackError("%s: the program %r %s; nothing was changed; give an installed program (an absolute "
+                                "path or a name on PATH)" % (where, program,
+                                                             "is not an executable file" if "/" in program
+                                                             else "is not on PATH"))
+        commands.append(argv)
+    return commands
+
+
 def run_restart_commands(commands):
     """Run each argv in order; stop at the first failure. Returns (records, error or None)."""
     records = []
     for argv in commands:
         begun = time.monotonic()
+        PROGRESS.at("running the restart command %s" % " ".join(argv[:3]))
         try:
             proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=RESTART_TIMEOUT,
                                   check=False)
-            rc, output = proc.returncode, (proc.stderr or proc.stdout).decode("utf-8", "replace").strip()[-500:]
+            rc, output = proc.returncode, redact_text((proc.stderr or proc.stdout).decode("utf-8", "replace").strip()[-500:])
         except (OSError, subprocess.TimeoutExpired) as err:
-            rc, output = None, str(err)
+            rc, output = None, redact_text(str(err))
         records.append({"command": argv[:3], "rc": rc, "seconds": round(time.monotonic() - begun, 3)})
         if rc != 0:
             return records, "%s exited %s: %s" % (" ".join(argv[:3]), rc, output)
     return records, None
 
 
+def _applying_state(applied, current, safety_id):
+    done = ", ".join(applied) or "none"
+    return ("partly restored: applied %s; %s in progress; safety point %s holds the state before this rollback "
+            "(restore it with point=%s)" % (done, current, safety_id, safety_id))
+
+
 def restore(store, ref="known_good", names=None, select=None, check=False, diff=False, reason=None,
             restart_commands=None, narrow=None, audit=None):
     """Roll back to a point. `audit` ({run, type}: the rollback run this restore is part of) goes into every
-    journal entry it writes, with `reason` and the outcome."""
+    journal entry it writes, with `reason` and the outcome.
+
+    A restore that starts changing the host writes `rollback_in_progress` in the store first and removes it when it
+    ends (restored, or reverted to a clean state). Found by a later run, it means the earlier one was killed midway:
+    that run's safety point stays the state before the rollback (latest_safety), and the new safety point, taken
+    over the mixed state, is marked `over_interrupted`."""
     audit = audit or {}
     started = time.monotonic()
+    PROGRESS.at("resolving the point %s" % (ref or "known_good"))
     target = store.resolve(ref)
     if target["status"] == "bad":
         raise RollbackError("point: %s (%s) is marked bad and is never restored; mark it candidate first if you are "
                             "sure, or choose another point" % (target["id"], target.get("label") or "no label"),
                             point=summary(target))
     records = _select(target, names, select, narrow)
+    PROGRESS.at("planning the restore of point %s" % target["id"])
     changes = plan(store, records, target["id"])
     result = {
         "changed": any(changes.values()),
@@ -285,6 +364,9 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
         "safety_point": None,
         "plan": {name: {"changed": bool(c), "changes": c} for name, c in changes.items()},
     }
+    interrupted = store.in_progress() if store.exists() else None
+    if interrupted:
+        result["interrupted_rollback"] = interrupted
     if diff:
         result["diff"] = [d for name, c in changes.items() for d in COMPONENTS[name].diff(store, records[name], c)]
     if check:
@@ -292,20 +374,31 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
             result["restarted"] = [{"command": argv[:3], "rc": None} for argv in restart_commands]
         return result
     if not result["changed"]:
-        store.journal("restore", point=target["id"], outcome="noop", reason=reason, **audit)
+        if interrupted:
+            # The host already holds the target: the interrupted rollback is complete now.
+            store.set_in_progress(None)
+        journal_safely(store, result, "restore", point=target["id"], outcome="noop", reason=reason, **audit)
         result["seconds"] = round(time.monotonic() - started, 3)
         return result
 
     todo = [name for name in changes if changes[name]]
+    before_rollback = (interrupted or {}).get("safety_point")
     safety = capture(store, {name: COMPONENTS[name].scope(records[name], changes[name]) for name in todo},
-                     label="safety-before-%s" % target["id"], status="safety", kind="safety", safety_for=target["id"])
+                     label="safety-before-%s" % target["id"], status="safety", kind="safety", safety_for=target["id"],
+                     over_interrupted=before_rollback)
     safety_id = safety["point"]["id"]
     safety_records = store.load(safety_id)["components"]
     result["safety_point"] = safety_id
+    if before_rollback:
+        result["state_before_rollback"] = before_rollback
+    store.set_in_progress({"safety_point": before_rollback or safety_id, "run_safety_point": safety_id,
+                           "target": target["id"], "pid": os.getpid(), "host": socket.gethostname(),
+                           "started_at": utc_now().isoformat(timespec="seconds"), "components": todo})
 
     timings, applied, failure = {}, [], None
     for name in todo:
         begun = time.monotonic()
+        PROGRESS.at("applying %s of point %s" % (name, target["id"]), _applying_state(applied, name, safety_id))
         try:
             COMPONENTS[name].apply(store, records[name], changes[name])
             applied.append(name)
@@ -315,22 +408,36 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
         finally:
             timings[name] = round(time.monotonic() - begun, 3)
     if failure is None:
-        left = {name: COMPONENTS[name].plan(store, records[name], target["id"]) for name in applied}
-        drift = [name for name, c in left.items() if c]
-        if drift:
-            failure = ("verify", RollbackError("after applying, %s still differ from point %s" % (", ".join(drift), target["id"])))
+        PROGRESS.at("verifying the restore of point %s" % target["id"], _applying_state(applied, "verify", safety_id))
+        try:
+            left = {name: COMPONENTS[name].plan(store, records[name], target["id"]) for name in applied}
+            drift = [name for name, c in left.items() if c]
+            if drift:
+                failure = ("verify", RollbackError("after applying, %s still differ from point %s"
+                                                   % (", ".join(drift), target["id"])))
+        except Exception as err:  # pylint: disable=broad-except
+            failure = ("verify", err)
     if failure is not None:
-        _fail_and_revert(store, target, result, todo, applied, failure, safety_records, reason, audit)
+        _fail_and_revert(store, target, result, todo, applied, failure, safety_records, reason, audit,
+                         clean=not before_rollback)
 
     for name in todo:
         result["plan"][name]["seconds"] = timings.get(name)
+    PROGRESS.at("finishing the restore of point %s" % target["id"],
+                "restored to point %s (safety point %s holds the state before)" % (target["id"], safety_id))
+    try:
+        store.set_in_progress(None)
+    except OSError as err:
+        result.setdefault("warnings", []).append(
+            "point %s was restored, but the store could not record that the rollback finished (%s); the next run "
+            "will take this run for an interrupted one" % (target["id"], describe_os_error(err)))
     restart_error = None
     if restart_commands:
         result["restarted"], restart_error = run_restart_commands(restart_commands)
     result["seconds"] = round(time.monotonic() - started, 3)
-    store.journal("restore", point=target["id"], outcome="restored", safety_point=safety_id, reason=reason,
-                  components={name: len(changes[name]) for name in todo}, seconds=result["seconds"],
-                  restart_error=restart_error, **audit)
+    journal_safely(store, result, "restore", point=target["id"], outcome="restored", safety_point=safety_id,
+                   reason=reason, components={name: len(changes[name]) for name in todo}, seconds=result["seconds"],
+                   restart_error=restart_error, state_before_rollback=before_rollback, **audit)
     if restart_error:
         # The files are right; the service is not. Reverting would only bring the bad release back.
         raise RollbackError("point %s was restored (safety point %s), but restarting failed: %s; the host runs the "
@@ -339,36 +446,56 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
     return result
 
 
-def _fail_and_revert(store, target, result, todo, applied, failure, safety_records, reason, audit=None):
-    """Put back what the safety point holds for every component touched, then raise with the whole story."""
+def _fail_and_revert(store, target, result, todo, applied, failure, safety_records, reason, audit=None, clean=True):
+    """Put back what the safety point holds for every component touched, then raise with the whole story.
+    `clean`: the safety point holds a state the host was really in (not the mix an interrupted run left)."""
     failed_name, err = failure
     message = getattr(err, "msg", None) or "%s: %s" % (type(err).__name__, err)
-    touched = [n for n in todo if n in applied or n == failed_name]
+    if isinstance(err, OSError):
+        message = describe_os_error(err)
+    touched = [n for n in todo if n in applied or n == failed_name or failed_name == "verify"]
     reverted, revert_errors = [], {}
+    safety_id = result["safety_point"]
+    PROGRESS.at("re-applying safety point %s after %s failed" % (safety_id, failed_name),
+                "UNKNOWN: %s failed and the revert to safety point %s was under way" % (failed_name, safety_id))
     for name in reversed(touched):
         try:
-            COMPONENTS[name].apply(store, safety_records[name], COMPONENTS[name].plan(store, safety_records[name], result["safety_point"]))
-            if COMPONENTS[name].plan(store, safety_records[name], result["safety_point"]):
+            COMPONENTS[name].apply(store, safety_records[name], COMPONENTS[name].plan(store, safety_records[name], safety_id))
+            if COMPONENTS[name].plan(store, safety_records[name], safety_id):
                 raise RollbackError("state still differs from the safety point after re-applying it")
             reverted.append(name)
         except Exception as revert_err:  # pylint: disable=broad-except
-            revert_errors[name] = getattr(revert_err, "msg", None) or str(revert_err)
+            revert_errors[name] = (getattr(revert_err, "msg", None) or
+                                   (describe_os_error(revert_err) if isinstance(revert_err, OSError) else
+                                    "%s: %s" % (type(revert_err).__name__, revert_err)))
     state = {name: ("reverted to pre-rollback state" if name in reverted else
                     "UNKNOWN: revert failed: %s" % revert_errors[name] if name in revert_errors else
                     "untouched") for name in todo}
-    store.journal("restore", point=target["id"], outcome="failed", failed_component=failed_name, error=message,
-                  safety_point=result["safety_point"], reverted=reverted, revert_errors=revert_errors, reason=reason,
-                  **(audit or {}))
+    if not revert_errors and clean:
+        try:
+            store.set_in_progress(None)
+        except OSError:
+            pass  # the next run then reports this one as interrupted: the safe side
+    journal_error = None
+    try:
+        store.journal("restore", point=target["id"], outcome="failed", failed_component=failed_name, error=message,
+                      safety_point=safety_id, reverted=reverted, revert_errors=revert_errors, reason=reason,
+                      **(audit or {}))
+    except OSError as journal_err:
+        journal_error = describe_os_error(journal_err)
     if revert_errors:
         msg = ("restore of point %s failed in %s (%s) and re-applying safety point %s also failed for %s; the host is "
                "in a mixed state: %s. Restore the safety point explicitly (point=%s) once the cause is fixed"
-               % (target["id"], failed_name, message, result["safety_point"], ", ".join(revert_errors),
-                  "; ".join("%s: %s" % kv for kv in state.items()), result["safety_point"]))
+               % (target["id"], failed_name, message, safety_id, ", ".join(revert_errors),
+                  "; ".join("%s: %s" % kv for kv in state.items()), safety_id))
     else:
         msg = ("restore of point %s failed in %s: %s; safety point %s was re-applied and the host is back in its "
-               "pre-rollback state" % (target["id"], failed_name, message, result["safety_point"]))
-    raise RollbackError(msg, failed_component=failed_name, component_state=state, safety_point=result["safety_point"],
-                        point=result["point"], plan=result["plan"], reverted=not revert_errors)
+               "pre-rollback state" % (target["id"], failed_name, message, safety_id))
+    if journal_error:
+        msg += "; the journal entry of this failure could not be written: %s" % journal_error
+    raise RollbackError(msg, failed_component=failed_name, component_state=state, safety_point=safety_id,
+                        point=result["point"], plan=result["plan"], reverted=not revert_errors,
+                        journal_error=journal_error)
 
 
 def mark(store, ref, status, check=False, audit=None):
@@ -377,10 +504,11 @@ def mark(store, ref, status, check=False, audit=None):
     target = store.resolve(ref)
     pointer = store.known_good_id()
     changed = target["status"] != status or (status == "known_good" and pointer != target["id"])
+    result = {"changed": changed, "point": summary(dict(target, status=status))}
     if changed and not check:
         target = store.set_status(target, status)
-        store.journal("mark", point=target["id"], status=status, **(audit or {}))
-    return {"changed": changed, "point": summary(dict(target, status=status))}
+        journal_safely(store, result, "mark", point=target["id"], status=status, **(audit or {}))
+    return result
 
 
 def prune(store, keep=None, point_ref=None, check=False):
@@ -389,6 +517,12 @@ def prune(store, keep=None, point_ref=None, check=False):
     safety = [m["id"] for m in good if m["status"] == "safety"]
     if safety:
         protected.add(safety[-1])
+    # The state before the last rollback, and before one that was interrupted, is never pruned.
+    latest = store.latest_safety(good)
+    if latest:
+        protected.add(latest["id"])
+    for key in ("safety_point", "run_safety_point"):
+        protected.add((store.in_progress() or {}).get(key))
     if point_ref:
         target = store.resolve(point_ref)
         if target["id"] in protected:
@@ -403,8 +537,9 @@ def prune(store, keep=None, point_ref=None, check=False):
     result = {"changed": bool(doomed), "removed": doomed, "kept": [m["id"] for m in good if m["id"] not in doomed],
               "unreadable": broken}
     if doomed and not check:
+        PROGRESS.at("pruning %d points" % len(doomed), "the store is being pruned; the host itself is untouched")
         for point_id in doomed:
             store.delete_point(point_id)
         result["blobs_removed"] = store.collect_garbage()
-        store.journal("prune", removed=doomed)
+        journal_safely(store, result, "prune", removed=doomed)
     return result

@@ -88,13 +88,10 @@ class ReleaseComponent:
             if problem:
                 raise RollbackError("release: %s failed validation (%s) with %s" % (resolved, record["validate"], problem),
                                     path=resolved)
-        tmp = "%s.fleetops-%s" % (path, os.urandom(4).hex())
-        os.symlink(record["target"], tmp)
-        try:
+        with store.staging([os.path.dirname(path)]) as stage_name:
+            tmp = stage_name(os.path.dirname(path))
+            os.symlink(record["target"], tmp)
             os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
         fsync_dir(os.path.dirname(path))
 
     def diff(self, store, record, changes):

@@ -84,7 +84,7 @@ class ConfigRestoreModule(ModuleBase):
     )
 
     def run(self):
-        store = Store(self.params["store_path"])
+        store = Store(self.params["store_path"]).require()
         options = dict(names=["config"], select={"config": self.params["paths"]} if self.params["paths"] else None,
                        diff=self.diff_mode)
         if self.check_mode:

@@ -94,7 +94,7 @@ class ConfigSnapshotModule(ModuleBase):
         _points.preflight(components)
         if self.check_mode:
             return _points.capture(store, components, self.params["label"], self.params["status"], check=True)
-        with _points.locked(store, self.params, "config_snapshot"):
+        with _points.locked(store, self.params, "config_snapshot", create=True):
             return _points.capture(store, components, self.params["label"], self.params["status"])
 
 

@@ -313,7 +313,7 @@ class PackageSnapshotModule(ModuleBase):
         if self.check_mode:
             result = _points.capture(store, {"packages": spec}, params["label"], params["status"], check=True)
         else:
-            with _points.locked(store, params, "package_snapshot"):
+            with _points.locked(store, params, "package_snapshot", create=True):
                 result = _points.capture(store, {"packages": spec}, params["label"], params["status"])
         result["snapshot"] = {"manager": params["manager"]}
         return result

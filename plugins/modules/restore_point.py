@@ -122,8 +122,10 @@ options:
         files. It saves a task per host on the hot path of a large fleet.
       - Nothing runs when nothing changed, nor in check mode (the result lists what would run).
       - A failing command fails the task; the restore itself stays in place (the files are right, the service is not).
-    type: list
-    elements: list
+      - Every command is checked before anything changes. Each must be a non-empty list of strings (a scalar such as
+        V(5) or a string such as V(systemctl restart app) is refused, never coerced) and its program must exist
+        (an executable absolute path, or a name on E(PATH)).
+    type: raw
 extends_documentation_fragment:
   - fleetops.rollback.store
 attributes:
@@ -225,6 +227,22 @@ restarted:
   returned: state=restored and something changed
   type: list
   elements: dict
+interrupted_rollback:
+  description:
+    - With O(state=restored), the record of an earlier rollback on this host that was killed midway (its
+      C(safety_point) is the state before that rollback, its C(target), C(started_at) and C(components)).
+    - This run then finishes the job; its own safety point (taken over the mixed state) is marked C(over_interrupted),
+      and C(latest_safety) keeps naming the interrupted run's safety point.
+  returned: when such a record was found
+  type: dict
+state_before_rollback:
+  description: The safety point that holds the host's state before the interrupted rollback this run finished.
+  returned: when an interrupted rollback was found and something changed
+  type: str
+journal_error:
+  description: Why the journal entry of a run that otherwise succeeded could not be written (a full or read-only store).
+  returned: when the journal could not be written
+  type: str
 seconds:
   description: Time the restore took on the host.
   returned: state=restored and not check mode
@@ -263,7 +281,7 @@ class RestorePointModule(ModuleBase):
         components=dict(type="raw"),
         keep=dict(type="int"),
         reason=dict(type="str"),
-        restart_commands=dict(type="list", elements="list"),
+        restart_commands=dict(type="raw"),
         select=dict(type="dict"),
         database_password=dict(type="str", no_log=True),
         run_id=dict(type="str"),
@@ -279,19 +297,15 @@ class RestorePointModule(ModuleBase):
         hide_secrets(self.module, self.params["components"])
         store = Store(self.params["store_path"])
         state = self.params["state"]
-        if (state == "restored" or self.params["point"]) and state != "absent" and not store.exists():
-            raise RollbackError("store_path: there is no restore point store at %s; capture a point first or give the "
-                                "right store_path" % store.path)
+        if (state == "restored" or self.params["point"]) and state != "absent":
+            store.require()
         if state == "present":
             return self.present(store)
         if state == "restored":
             names = self.component_names()
             if self.params["database_password"]:
                 _points.COMPONENTS["database"].runtime({"login_password": self.params["database_password"]})
-            commands = [[str(arg) for arg in argv] for argv in self.params["restart_commands"] or []]
-            if any(not argv for argv in commands):
-                raise RollbackError("restart_commands: every command must be a non-empty argv list, got %r"
-                                    % (self.params["restart_commands"],))
+            commands = _points.check_commands(self.params["restart_commands"])
             if self.check_mode:
                 return _points.restore(store, self.params["point"], names, select=self.params["select"], check=True,
                                        diff=self.diff_mode, restart_commands=commands)
@@ -324,7 +338,7 @@ class RestorePointModule(ModuleBase):
         _points.preflight(components)
         if self.check_mode:
             return _points.capture(store, components, self.params["label"], status, check=True)
-        with _points.locked(store, self.params, "capture"):
+        with _points.locked(store, self.params, "capture", create=True):
             return _points.capture(store, components, self.params["label"], status, audit=self.audit())
 
     def component_names(self):

@@ -86,13 +86,24 @@ corrupt:
   type: list
   elements: str
 journal:
-  description: The newest O(journal) audit events.
+  description: The newest O(journal) audit events. Lines that are not readable events are skipped (see
+    RV(journal_damaged_lines)).
   returned: when O(journal) > 0
   type: list
   elements: dict
+journal_damaged_lines:
+  description: Line numbers of the journal that could not be read (torn by a crash or edited); they were skipped.
+  returned: when O(journal) > 0 and some line is damaged
+  type: list
+  elements: int
+interrupted_rollback:
+  description: The record of a rollback that was killed while it changed the host, or null (see
+    M(fleetops.rollback.restore_point)'s RV(fleetops.rollback.restore_point#module:interrupted_rollback)).
+  returned: always
+  type: dict
 """
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
 from ansible_collections.fleetops.rollback.plugins.module_utils._points import summary
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store, blob_refs
 
@@ -106,17 +117,29 @@ class RestorePointInfoModule(ModuleBase):
 
     def run(self):
         store = Store(self.params["store_path"])
-        good, broken = store.points() if store.exists() else ([], [])
+        exists = store.exists()
+        if self.params["point"] and not exists:
+            store.require()
+        good, broken = store.points() if exists else ([], [])
         result = {"changed": False, "points": [summary(m) for m in good], "unreadable": broken,
-                  "known_good": store.known_good_id()}
+                  "known_good": store.known_good_id() if exists else None,
+                  "interrupted_rollback": store.in_progress() if exists else None}
         if self.params["point"]:
             manifest = store.resolve(self.params["point"])
             result["point"] = manifest
             if self.params["verify"]:
                 corrupt = sorted(sha for sha in blob_refs(manifest["components"]) if not store.blob_ok(sha))
                 result.update(verified=not corrupt, corrupt=corrupt)
+        if self.params["journal"] < 0:
+            raise RollbackError("journal: %d is not a number of events; give 0 or more" % self.params["journal"])
         if self.params["journal"] > 0:
-            result["journal"] = store.read_journal(self.params["journal"])
+            damaged = []
+            result["journal"] = store.read_journal(self.params["journal"], damaged=damaged)
+            if damaged:
+                # Torn by a crash or edited by hand: said, never fatal, so the rest of the history stays readable.
+                result["journal_damaged_lines"] = damaged
+                self.module.warn("the journal %s has %d unreadable line(s) (line %s); they were skipped"
+                                 % (store.journal_path, len(damaged), ", ".join(str(n) for n in damaged[:10])))
         return result
 
 

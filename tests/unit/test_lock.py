@@ -122,7 +122,10 @@ def test_acquire_writes_record_and_release_clears_it(lock_path):
 
 def test_store_lock_helper_uses_store_lock_file(tmp_path):
     store = Store(str(tmp_path / "s"))
-    lock = store.lock(owner="x")
+    with pytest.raises(RollbackError) as err:
+        store.lock(owner="x")  # only a capture makes a store
+    assert "no restore point store" in err.value.msg and not os.path.exists(store.path)
+    lock = store.lock(owner="x", create=True)
     assert lock.path == os.path.join(store.path, "lock")
     with lock:
         assert os.path.isfile(lock.path)
@@ -220,36 +223,35 @@ def test_force_unlock_refused_without_force(lock_path, children):
     assert record(lock_path) == fake
 
 
-def test_force_unlock_replaces_lock_of_dead_recorded_holder(lock_path, children):
-    _proc, fake = _simulate_dead_recorded_holder(lock_path, children)
-    old_inode = os.stat(lock_path).st_ino
-    lock = StoreLock(lock_path, owner="me", force=True).acquire()
-    try:
-        assert lock.broken == fake
-        assert lock.stale is None
-        assert os.stat(lock_path).st_ino == os.fstat(lock.fd).st_ino != old_inode
-        assert record(lock_path)["pid"] == os.getpid()
-        assert record(lock_path)["owner"] == "me"
-        # The replaced file really is held: another acquire is refused.
-        with pytest.raises(RollbackError):
-            StoreLock(lock_path, owner="third").acquire()
-    finally:
-        lock.release()
+def test_force_unlock_never_breaks_a_flock_the_kernel_shows_held(lock_path, children):
+    """The record names a dead pid, but /proc/locks shows a live process holding the flock: the kernel wins."""
+    proc, fake = _simulate_dead_recorded_holder(lock_path, children)
+    inode = os.stat(lock_path).st_ino
+    assert _lock.kernel_holders(lock_path) == [proc.pid]
+    with pytest.raises(RollbackError) as err:
+        StoreLock(lock_path, owner="me", force=True).acquire()
+    assert "pid %d" % proc.pid in err.value.msg and "force_unlock never breaks" in err.value.msg
+    assert err.value.details["lock_holders"] == [proc.pid]
+    # Refusing changes nothing: same file, same record, and the holder still has its lock.
+    assert os.stat(lock_path).st_ino == inode
+    assert record(lock_path) == fake
+    assert _lock.kernel_holders(lock_path) == [proc.pid]
 
 
-def test_reused_pid_counts_as_gone(lock_path, children):
+def test_reused_pid_counts_as_gone(lock_path):
     """A recorded pid that is alive but started at another time belongs to someone else."""
-    proc = spawn(RAW_FLOCK, lock_path)
-    children.append(proc)
     fake = {"owner": "ghost", "pid": os.getpid(), "proc_start": (_lock._proc_start(os.getpid()) or 0) + 1,
             "host": socket.gethostname(), "started_at": "x"}
-    with open(lock_path, "w", encoding="utf-8") as stream:
-        json.dump(fake, stream)
-    lock = StoreLock(lock_path, owner="me", force=True).acquire()
-    try:
-        assert lock.broken == fake
-    finally:
-        lock.release()
+    assert StoreLock(lock_path).holder_is_gone(fake)
+    assert not StoreLock(lock_path).holder_is_gone(dict(fake, proc_start=_lock._proc_start(os.getpid())))
+
+
+def test_lock_path_that_is_a_directory_is_refused_clearly(tmp_path):
+    path = tmp_path / "lock"
+    path.mkdir()
+    with pytest.raises(RollbackError) as err:
+        StoreLock(str(path), owner="me").acquire()
+    assert str(path) in err.value.msg and "directory" in err.value.msg and path.is_dir()
 
 
 def test_force_unlock_refuses_holder_on_another_host(lock_path, children):

@@ -60,7 +60,7 @@ class Host:
 
     def store_files(self):
         return sorted(os.path.relpath(os.path.join(d, n), self.store.path)
-                      for d, _dirs, files in os.walk(self.store.path) for n in files if n != "lock")
+                      for d, _dirs, files in os.walk(self.store.path) for n in files if n not in ("lock", "format"))
 
 
 @pytest.fixture
