@@ -156,4 +156,6 @@ class ModuleBase:
                 msg="%s: internal error while %s: %s: %s; %s. This is a bug in fleetops.rollback: please report it "
                     "with the exception below" % (name, self.progress.step, type(err).__name__, err, self._state()),
                 step=self.progress.step, host_state=self._state(), exception=traceback.format_exc())
+        for warning in result.pop("warnings", None) or []:
+            self.module.warn(warning)
         self.module.exit_json(**result)

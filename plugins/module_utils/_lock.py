@@ -201,7 +201,10 @@ class StoreLock:
         if self.fd is None:
             return
         try:
-            os.ftruncate(self.fd, 0)
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass  # a store gone read-only or full: the record stays, and the next run finds it stale
             fcntl.flock(self.fd, fcntl.LOCK_UN)
         finally:
             os.close(self.fd)

@@ -6,6 +6,7 @@ with the collection importable. That is a real process a test can SIGKILL or SIG
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -81,6 +82,10 @@ def finish(proc, timeout=300):
         result = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
     except ValueError:
         result = {"failed": True, "msg": "module printed no JSON", "unparsed": stdout}
+    if result.get("warnings"):
+        # ansible-core 2.19 prints structured warnings from a module; the controller shows their message.
+        result["warnings"] = [w.get("event", {}).get("msg", w) if isinstance(w, dict) else w
+                              for w in result["warnings"]]
     return ModuleRun(proc.returncode, result, stdout, stderr)
 
 
@@ -101,10 +106,72 @@ def wait_for(predicate, timeout=60.0, what="the condition"):
         time.sleep(0.02)
 
 
-def kill(proc, sig=signal.SIGKILL):
-    """Send a signal to the module process and wait for it to end."""
-    os.kill(proc.pid, sig)
+def kill(proc, sig=signal.SIGKILL, group=False):
+    """Send a signal to the module process (or, with group, to it and every child it started) and wait for it."""
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        os.kill(proc.pid, sig)
     return finish(proc, timeout=120)
+
+
+@contextlib.contextmanager
+def tmpfs(path, size):
+    """A real tmpfs of `size` (mount's syntax: 2m, 640m) mounted at path for the block; unmounted afterwards."""
+    os.makedirs(path, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0755" % size, "tmpfs", path], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", path], check=False)
+
+
+def remount(path, mode):
+    """Remount a tmpfs made by tmpfs() read-only ("ro") or read-write ("rw")."""
+    subprocess.run(["mount", "-o", "remount,%s" % mode, path], check=True)
+
+
+def free_bytes(path):
+    info = os.statvfs(path)
+    return info.f_bavail * info.f_frsize
+
+
+class Blocker:
+    """A validate command that blocks the first time it runs, so a test can kill a module at that exact moment:
+    it writes a marker, then waits on a FIFO. Later runs pass at once. `release()` lets a blocked one go."""
+
+    SCRIPT = (
+        "import os, sys\n"
+        "mark, fifo = sys.argv[1], sys.argv[2]\n"
+        "if os.path.exists(mark):\n"
+        "    sys.exit(0)\n"
+        "open(mark, 'w').close()\n"
+        "os.read(os.open(fifo, os.O_RDONLY), 1)\n"
+    )
+
+    def __init__(self, directory):
+        self.dir = str(directory)
+        self.mark = os.path.join(self.dir, "blocked")
+        self.fifo = os.path.join(self.dir, "go")
+        self.script = os.path.join(self.dir, "blocker.py")
+        with open(self.script, "w", encoding="utf-8") as stream:
+            stream.write(self.SCRIPT)
+        os.mkfifo(self.fifo)
+
+    @property
+    def command(self):
+        return "%s %s %s %s %%s" % (sys.executable, self.script, self.mark, self.fifo)
+
+    def blocked(self):
+        return os.path.exists(self.mark)
+
+    def release(self):
+        try:
+            fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return  # nobody is waiting
+        os.write(fd, b"x")
+        os.close(fd)
 
 
 def tree_state(root, exclude=()):
