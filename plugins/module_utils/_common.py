@@ -10,7 +10,9 @@ RollbackError into a fail_json that carries the message and the structured detai
 from __future__ import annotations
 
 import errno
+import math
 import os
+import shutil
 import signal
 import traceback
 
@@ -106,6 +108,32 @@ def check_path(option, value, absolute=True):
     return os.path.normpath(value)
 
 
+def check_program(program, where):
+    """Refuse, before anything changes, a command whose program cannot run: not an executable file (a path), or
+    not on PATH (a name)."""
+    if "/" in program:
+        if not (os.path.isfile(program) and os.access(program, os.X_OK)):
+            raise RollbackError("%s: the program %r is not an executable file; nothing was changed; give an installed "
+                                "program (an absolute path or a name on PATH)" % (where, program))
+    elif not shutil.which(program):
+        raise RollbackError("%s: the program %r is not on PATH; nothing was changed; install it or give its absolute "
+                            "path" % (where, program))
+    return program
+
+
+# The longest a run waits for another run's lock: a day. Anything longer is a typo, not a plan.
+MAX_LOCK_TIMEOUT = 86400.0
+
+
+def check_lock_timeout(value):
+    if value is None:
+        return 0.0
+    if not math.isfinite(value) or value < 0 or value > MAX_LOCK_TIMEOUT:
+        raise RollbackError("lock_timeout: %r is not a number of seconds between 0 and %d; give how long to wait for "
+                            "another run's lock (0 fails at once)" % (value, MAX_LOCK_TIMEOUT))
+    return value
+
+
 class ModuleBase:
     """Subclasses set `argument_spec` (and `uses_store`) and implement `run()` returning the result dict."""
 
@@ -141,6 +169,8 @@ class ModuleBase:
         name = type(self).__name__
         signal.signal(signal.SIGTERM, self._terminate)
         try:
+            if self.uses_store:
+                check_lock_timeout(self.params.get("lock_timeout"))
             result = self.run()
         except RollbackError as err:
             self.module.fail_json(msg=err.msg, **err.details)

@@ -11,11 +11,12 @@ removed, directories made, bodies renamed into place and attributes set.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import stat
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._commands import run_validate
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path, check_program
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import CHUNK, describe_path, fsync_dir, sha256_file
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import printable_text, redact_text
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import STAGE_PREFIX
@@ -156,19 +157,15 @@ class ConfigComponent:
                 item = {"path": item}
             if not isinstance(item, dict) or not isinstance(item.get("path"), str) or set(item) - {"path", "validate"}:
                 raise RollbackError("%s: expected a path or {path, validate}, got %r" % (label, item))
-            path = item["path"]
-            if not os.path.isabs(path):
-                raise RollbackError("%s: %r is not an absolute path; give the full path" % (label, path))
-            path = os.path.normpath(path)
+            path = check_path(label, item["path"])
             if path == "/":
                 raise RollbackError("%s: refusing to manage '/' as a config tree" % label)
             if path in seen:
                 raise RollbackError("%s: %r is listed twice" % (label, path))
             seen.add(path)
             validate = item.get("validate")
-            if validate is not None and (not isinstance(validate, str) or "%s" not in validate):
-                raise RollbackError("%s.validate: %r must be a command containing %%s (the candidate file)"
-                                    % (label, validate))
+            if validate is not None:
+                validate_argv(validate, label + ".validate", "the candidate file")
             out.append({"path": path, "validate": validate})
         for one in seen:
             for other in seen:
@@ -221,7 +218,13 @@ class ConfigComponent:
         changes = []
         for root in record["paths"]:
             wanted = {e["rel"]: e for e in root["entries"]}
-            changes += compare(root["path"], wanted, scan(root["path"]))
+            found = compare(root["path"], wanted, scan(root["path"]))
+            if root.get("validate") and not record.get("exact") and \
+                    any(c["action"] in ("create", "replace", "update") and c["to"]["type"] == "file" for c in found):
+                # The validator must be able to run before the safety point is taken and anything is staged.
+                validate_argv(root["validate"], "point %s: validate of %s" % (point_id, root["path"]), "the candidate file",
+                              runnable=True)
+            changes += found
         for change in changes:
             sha = change["to"].get("sha256")
             if sha and change["action"] in ("create", "replace", "update") and not store.blob_ok(sha):
@@ -342,6 +345,22 @@ class ConfigComponent:
             out.append({"before_header": change["path"], "after_header": change["path"],
                         "before": redact_text(old_text), "after": redact_text(new_text)})
         return out
+
+
+def validate_argv(command, where, what, runnable=False):
+    """A validate command as given: text holding %s (where `what` goes) that splits into arguments; with `runnable`
+    (before a restore changes anything), its program must also exist."""
+    if not isinstance(command, str) or "%s" not in command:
+        raise RollbackError("%s: %r must be a command containing %%s (%s)" % (where, command, what))
+    try:
+        argv = shlex.split(command)
+    except ValueError as err:
+        raise RollbackError("%s: %r cannot be split into arguments (%s); check its quotes" % (where, command, err))
+    if not argv or "\x00" in command:
+        raise RollbackError("%s: %r is not a command" % (where, command))
+    if runnable:
+        check_program(argv[0], where)
+    return argv
 
 
 def _staging_parent(path):

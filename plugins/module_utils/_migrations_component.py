@@ -16,7 +16,7 @@ import re
 import shlex
 import subprocess
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path, check_program
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 
 DEFAULT_REGEX = r"^(?P<revision>[0-9A-Za-z_][0-9A-Za-z_.\-]*)(?:\s+\(.*\))?\s*$"
@@ -29,6 +29,8 @@ def _argv(value, where, placeholder=False):
     if not isinstance(value, list) or not value or not all(isinstance(v, (str, int, float)) for v in value):
         raise RollbackError("%s: give a command as a string or an argv list, got %r" % (where, value))
     value = [str(v) for v in value]
+    if any("\x00" in v for v in value):
+        raise RollbackError("%s: %r holds a NUL byte" % (where, value))
     if placeholder and not any("%s" in v for v in value):
         raise RollbackError("%s: %r must contain %%s where the revision goes, for example 'alembic downgrade %%s'"
                             % (where, " ".join(value)))
@@ -68,10 +70,14 @@ class MigrationsComponent:
                "upgrade": _argv(spec["upgrade"], where + ".upgrade", placeholder=True) if spec.get("upgrade") else None,
                "chdir": spec.get("chdir"), "timeout": spec.get("timeout") or DEFAULT_TIMEOUT,
                "revision_regex": spec.get("revision_regex") or DEFAULT_REGEX, "base": spec.get("base") or "base"}
-        if out["chdir"] is not None and (not isinstance(out["chdir"], str) or not os.path.isabs(out["chdir"])):
-            raise RollbackError("%s.chdir: %r is not an absolute path" % (where, out["chdir"]))
+        if out["chdir"] is not None:
+            out["chdir"] = check_path(where + ".chdir", out["chdir"])
+        if isinstance(out["timeout"], bool) or not isinstance(out["timeout"], (int, float, str)):
+            raise RollbackError("%s.timeout: %r is not a number of seconds" % (where, out["timeout"]))
         try:
             out["timeout"] = int(out["timeout"])
+            if not 0 < out["timeout"] <= 86400:
+                raise ValueError("timeout %r is not between 1 and 86400 seconds" % out["timeout"])
             pattern = re.compile(out["revision_regex"], re.MULTILINE)
         except (TypeError, ValueError, re.error) as err:
             raise RollbackError("%s: bad timeout or revision_regex (%s)" % (where, err))
@@ -110,6 +116,8 @@ class MigrationsComponent:
         now = self.current(record)
         if now == record["revision"]:
             return []
+        # The downgrade must be able to run before the safety point is taken and the schema is touched.
+        check_program(record["downgrade"][0], "point %s: migrations.downgrade" % point_id)
         change = {"action": "downgrade", "path": record.get("chdir") or "", "from": {"revision": now},
                   "to": {"revision": record["revision"]}, "command": self._command(record, "downgrade")}
         if record.get("upgrade"):

@@ -6,14 +6,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Mapping
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import (
-    HOST_UNTOUCHED, PROGRESS, RollbackError, describe_os_error)
+    HOST_UNTOUCHED, PROGRESS, RollbackError, check_program, describe_os_error)
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import canonical_json, sha256_bytes
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import MANIFEST_FORMAT, actor, utc_now
@@ -303,13 +302,7 @@ def check_commands(value, option="restart_commands"):
             if "\x00" in str(arg):
                 raise RollbackError("%s: argument %r holds a NUL byte" % (where, arg))
         argv = [str(arg) for arg in argv]
-        program = argv[0]
-        found = (os.path.isfile(program) and os.access(program, os.X_OK)) if "/" in program else shutil.which(program)
-        if not found:
-            raise RollbackError("%s: the program %r %s; nothing was changed; give an installed program (an absolute "
-                                "path or a name on PATH)" % (where, program,
-                                                             "is not an executable file" if "/" in program
-                                                             else "is not on PATH"))
+        check_program(argv[0], where)
         commands.append(argv)
     return commands
 

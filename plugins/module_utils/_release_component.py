@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._commands import run_validate
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path
+from ansible_collections.fleetops.rollback.plugins.module_utils._config_component import validate_argv
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import fsync_dir
 
 
@@ -22,15 +23,11 @@ class ReleaseComponent:
     def normalize(self, spec, where="components.release"):
         if not isinstance(spec, dict) or set(spec) - {"path", "validate"}:
             raise RollbackError("%s: expected {path, validate}, got %r" % (where, spec))
-        path = spec.get("path")
-        if not isinstance(path, str) or not os.path.isabs(path):
-            raise RollbackError("%s.path: %r is not an absolute path; give the full path of the `current` symlink"
-                                % (where, path))
+        path = check_path(where + ".path", spec.get("path"))
         validate = spec.get("validate")
-        if validate is not None and (not isinstance(validate, str) or "%s" not in validate):
-            raise RollbackError("%s.validate: %r must be a command containing %%s (the release directory)"
-                                % (where, validate))
-        return {"path": os.path.normpath(path), "validate": validate}
+        if validate is not None:
+            validate_argv(validate, where + ".validate", "the release directory")
+        return {"path": path, "validate": validate}
 
     def check_capturable(self, spec):
         path = spec["path"]
@@ -70,6 +67,10 @@ class ReleaseComponent:
         if not record.get("exact") and not os.path.isdir(resolved):
             raise RollbackError("point %s: release directory %s no longer exists; redeploy it or choose another point; "
                                 "nothing was changed" % (point_id, resolved), path=resolved)
+        if record.get("validate") and not record.get("exact"):
+            # The validator must be able to run before the safety point is taken and the link is flipped.
+            validate_argv(record["validate"], "point %s: release.validate" % point_id, "the release directory",
+                          runnable=True)
         return [{"path": record["path"], "action": "switch",
                  "from": {"target": now, "release": os.path.basename(_resolve(record["path"], now)) if now else None},
                  "to": {"target": record["target"], "release": record["release"]}}]

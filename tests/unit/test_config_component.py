@@ -272,7 +272,8 @@ def test_validate_command_that_cannot_run_changes_nothing(store, tmp_path):
     write(path, b"two\n")
     with pytest.raises(RollbackError) as err:
         restore(store, record)
-    assert "could not run" in err.value.msg
+    # Refused at the plan, before anything is staged or swapped.
+    assert "/nonexistent/validator" in err.value.msg and "nothing was changed" in err.value.msg
     assert open(path, "rb").read() == b"two\n"
     assert stage_leftovers(str(tmp_path)) == []
 
