@@ -15,7 +15,7 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._common import (
     HOST_UNTOUCHED, PROGRESS, RollbackError, check_program, describe_os_error)
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import canonical_json, sha256_bytes
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import MANIFEST_FORMAT, actor, utc_now
+from ansible_collections.fleetops.rollback.plugins.module_utils._store import MANIFEST_FORMAT, actor, machine_id, utc_now
 
 
 def _load_component(name):
@@ -210,6 +210,7 @@ def capture(store, components, label=None, status="candidate", kind="capture", c
             "kind": kind,
             "created_at": utc_now().isoformat(timespec="milliseconds"),
             "host": socket.gethostname(),
+            "machine_id": machine_id(),
             "actor": actor(),
             "components": records,
             "fingerprint": print_,
@@ -331,8 +332,22 @@ def _applying_state(applied, current, safety_id):
             "(restore it with point=%s)" % (done, current, safety_id, safety_id))
 
 
+def check_same_machine(target, allow_foreign=False):
+    """A point captured on another machine (a store copied or moved between hosts) would put that host's state here:
+    refused unless the operator says this machine replaces that one."""
+    here, there = machine_id(), target.get("machine_id")
+    if allow_foreign or not here or not there or here == there:
+        return
+    raise RollbackError("point %s was captured on another machine (host %s, machine-id %s...), not this one (%s, "
+                        "machine-id %s...): this store was copied or moved between hosts, and restoring it would put "
+                        "that host's state here; nothing was changed. Restore it on its own host, or set "
+                        "allow_foreign_point=true if this machine replaces that one"
+                        % (target["id"], target.get("host"), there[:8], socket.gethostname(), here[:8]),
+                        point=summary(target))
+
+
 def restore(store, ref="known_good", names=None, select=None, check=False, diff=False, reason=None,
-            restart_commands=None, narrow=None, audit=None):
+            restart_commands=None, narrow=None, audit=None, allow_foreign=False):
     """Roll back to a point. `audit` ({run, type}: the rollback run this restore is part of) goes into every
     journal entry it writes, with `reason` and the outcome.
 
@@ -348,6 +363,7 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
         raise RollbackError("point: %s (%s) is marked bad and is never restored; mark it candidate first if you are "
                             "sure, or choose another point" % (target["id"], target.get("label") or "no label"),
                             point=summary(target))
+    check_same_machine(target, allow_foreign)
     records = _select(target, names, select, narrow)
     PROGRESS.at("planning the restore of point %s" % target["id"])
     changes = plan(store, records, target["id"])

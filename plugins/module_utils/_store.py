@@ -61,6 +61,22 @@ def utc_now():
     return datetime.now(timezone.utc)
 
 
+MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
+
+
+def machine_id():
+    """This machine's id (systemd's machine-id), or None where there is none (some containers)."""
+    for path in MACHINE_ID_FILES:
+        try:
+            with open(path, encoding="ascii") as stream:
+                value = stream.read().strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if re.fullmatch(r"[0-9a-f]{32}", value):
+            return value
+    return None
+
+
 def actor():
     """Who is acting, for the journal: an explicit FLEETOPS_ACTOR, the sudo caller, or the user."""
     for name in ("FLEETOPS_ACTOR", "SUDO_USER"):

@@ -115,6 +115,14 @@ options:
       - The kind of rollback run this call is part of (for example C(immediate), C(standard), C(partial),
         C(failed_recovery), C(drill)); recorded as C(type) in every journal entry the call writes.
     type: str
+  allow_foreign_point:
+    description:
+      - Restore a point that was captured on another machine. Each point records the machine-id of the host it was
+        captured on; a store copied or moved to another host would otherwise put that host's state here, so such a
+        point is refused by default.
+      - Set it when this machine really replaces the one the store came from (a rebuilt host).
+    type: bool
+    default: false
   restart_commands:
     description:
       - With O(state=restored), commands (argv lists, never a shell) run in order after a restore that changed
@@ -286,6 +294,7 @@ class RestorePointModule(ModuleBase):
         database_password=dict(type="str", no_log=True),
         run_id=dict(type="str"),
         run_type=dict(type="str"),
+        allow_foreign_point=dict(type="bool", default=False),
     )
 
     def audit(self):
@@ -307,10 +316,12 @@ class RestorePointModule(ModuleBase):
                 _points.COMPONENTS["database"].runtime({"login_password": self.params["database_password"]})
             commands = _points.check_commands(self.params["restart_commands"])
             if self.check_mode:
-                return _points.restore(store, self.params["point"], names, select=self.params["select"], check=True,
+                return _points.restore(store, self.params["point"], names, select=self.params["select"],
+                                       allow_foreign=self.params["allow_foreign_point"], check=True,
                                        diff=self.diff_mode, restart_commands=commands)
             with _points.locked(store, self.params, "restore"):
                 return _points.restore(store, self.params["point"], names, select=self.params["select"],
+                                       allow_foreign=self.params["allow_foreign_point"],
                                        diff=self.diff_mode, reason=self.params["reason"], restart_commands=commands,
                                        audit=self.audit())
         if self.params["keep"] is None and not self.params["point"]:

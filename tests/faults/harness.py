@@ -67,12 +67,14 @@ def module_env(extra=None):
     return env
 
 
-def start_module(name, args, check=False, diff=False, env=None):
-    """A module process running in the background: (Popen, args file directory)."""
+def start_module(name, args, check=False, diff=False, env=None, wrapper=()):
+    """A module process running in the background. `wrapper` is an argv the module's command line is appended to
+    (for example ["unshare", "--uts", ...] to run it in namespaces of its own)."""
     directory = tempfile.mkdtemp(prefix="fleetops-fault-")
     path = _args_file(directory, name, args, check, diff)
-    proc = subprocess.Popen([sys.executable, os.path.join(MODULES, name + ".py"), path], env=module_env(env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(list(wrapper) + [sys.executable, os.path.join(MODULES, name + ".py"), path],
+                            env=module_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     return proc
 
 
@@ -89,9 +91,9 @@ def finish(proc, timeout=300):
     return ModuleRun(proc.returncode, result, stdout, stderr)
 
 
-def run_module(name, args, check=False, diff=False, env=None, timeout=300):
+def run_module(name, args, check=False, diff=False, env=None, timeout=300, wrapper=()):
     """Run one module to the end and return its result."""
-    return finish(start_module(name, args, check=check, diff=diff, env=env), timeout=timeout)
+    return finish(start_module(name, args, check=check, diff=diff, env=env, wrapper=wrapper), timeout=timeout)
 
 
 def wait_for(predicate, timeout=60.0, what="the condition"):

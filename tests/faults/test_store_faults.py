@@ -489,16 +489,29 @@ def test_a_host_renamed_after_a_killed_run_still_recovers_its_lock(fault_host, b
     wait_for(blocker.blocked, what="the validate command")
     kill(proc, signal.SIGKILL, group=True)
     # The next run happens under another host name (a new UTS namespace with its own hostname).
-    args = os.path.join(fault_host.base, "..", "renamed-args.json")
-    with open(args, "w", encoding="utf-8") as stream:
-        json.dump({"ANSIBLE_MODULE_ARGS": {"store_path": fault_host.store, "state": "restored"}}, stream)
-    from harness import MODULES, module_env  # pylint: disable=import-outside-toplevel
-    proc = subprocess.run(["unshare", "--uts", "sh", "-c", 'hostname renamed-host && exec "$@"', "sh",
-                           sys.executable, os.path.join(MODULES, "restore_point.py"), args],
-                          env=module_env(), capture_output=True, text=True, check=False)
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert not result.get("failed"), result
+    run = run_module("restore_point", {"store_path": fault_host.store, "state": "restored"},
+                     wrapper=["unshare", "--uts", "sh", "-c", 'hostname renamed-host && exec "$@"', "sh"])
+    assert run.rc == 0 and not run.failed, run.everything[-3000:]
     assert fault_host.state() == good
     events = info(fault_host, journal=20)["journal"]
     assert any(e["event"] == "stale_lock_recovered" for e in events)
     assert stage_leftovers(fault_host.root) == []
+
+
+@pytest.mark.fault("store-moved-between-hosts")
+def test_a_point_from_another_machine_is_refused_unless_the_operator_says_so(fault_host, tmp_path_factory):
+    capture(fault_host)
+    good = fault_host.state()
+    fault_host.break_it()
+    broken = fault_host.state()
+    other = tmp_path_factory.mktemp("other-machine") / "machine-id"
+    other.write_text("0123456789abcdef0123456789abcdef\n")
+    # The same store read by another machine: a mount namespace where /etc/machine-id is another id.
+    elsewhere = ["unshare", "--mount", "sh", "-c", 'mount --bind "$0" /etc/machine-id && exec "$@"', str(other)]
+    run = run_module("restore_point", {"store_path": fault_host.store, "state": "restored"}, wrapper=elsewhere)
+    assert_clear_failure(run, "another machine", "allow_foreign_point", socket.gethostname(), secrets=[SECRET])
+    assert fault_host.state() == broken
+    run = run_module("restore_point", {"store_path": fault_host.store, "state": "restored",
+                                       "allow_foreign_point": True}, wrapper=elsewhere)
+    assert run.rc == 0 and not run.failed, run.everything[-3000:]
+    assert fault_host.state() == good
