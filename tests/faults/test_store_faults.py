@@ -16,7 +16,7 @@ import sys
 import pytest
 from conftest import SECRET, write
 from harness import (Blocker, assert_clear_failure, assert_no_secret, finish, free_bytes, kill, remount,
-                     run_module, start_module, tmpfs, tree_state, wait_for)
+                     run_module, start_module, tmpfs, wait_for)
 
 STAGE_PREFIX = ".fleetops-stage-"
 
@@ -483,7 +483,7 @@ def _libfaketime():
 @pytest.mark.fault("host-renamed-with-a-stale-lock")
 def test_a_host_renamed_after_a_killed_run_still_recovers_its_lock(fault_host, blocker):
     capture(fault_host, components=config_with(fault_host, blocker.command))
-    good = {k: v for k, v in fault_host.state().items()}
+    good = fault_host.state()
     fault_host.break_it()
     proc = start_module("restore_point", {"store_path": fault_host.store, "state": "restored"})
     wait_for(blocker.blocked, what="the validate command")
