@@ -51,17 +51,21 @@ def test_find_tools_prefers_the_server_major(tmp_path):
 
 
 def test_directory_checksum_names_the_changed_file(tmp_path):
-    written = tmp_path / ".db.dir.dumping"
-    written.mkdir()
-    (written / "toc.dat").write_bytes(b"toc")
-    (written / "3001.dat.gz").write_bytes(b"rows")
-    sha, manifest = _pg_ops.compute_checksum(str(written), "directory", "db.dir")
-    assert manifest.decode().splitlines()[1].endswith("  db.dir/toc.dat")
     dump = tmp_path / "db.dir"
     files = _pg_ops.DumpFiles(str(dump))
-    meta = {"format": "directory", "tables": {}, "sha256": sha}
-    _pg_ops.install(files, str(written), meta, manifest)
+    staging = _pg_ops.Staging(files)
+    written = staging.path
+    os.mkdir(written)
+    with open(os.path.join(written, "toc.dat"), "wb") as stream:
+        stream.write(b"toc")
+    with open(os.path.join(written, "3001.dat.gz"), "wb") as stream:
+        stream.write(b"rows")
+    sha, manifest = _pg_ops.compute_checksum(written, "directory", "db.dir")
+    assert manifest.decode().splitlines()[1].endswith("  db.dir/toc.dat")
+    meta = {"format": "directory", "meta_format": 1, "tables": {}, "sha256": sha, "_manifest": manifest}
+    _pg_ops.install(staging, meta)
     assert stat.S_IMODE(os.stat(dump).st_mode) == 0o700
+    assert sorted(os.listdir(tmp_path)) == ["db.dir", "db.dir.manifest", "db.dir.meta.json", "db.dir.sha256"]
     assert _pg_ops.check_dump(files)["sha256"] == sha
     (dump / "3001.dat.gz").write_bytes(b"rows!")
     with pytest.raises(RollbackError, match="3001.dat.gz"):
@@ -102,7 +106,8 @@ def test_count_mismatches():
     ({"db": "app", "jobs": 0}, "jobs: 0"),
     ({"db": "app", "compress": 11}, "compress: 11"),
     ({"db": "app", "colour": "red"}, "unknown option colour"),
-    ({"db": "app", "tables": [""]}, "tables: give a list"),
+    ({"db": "app", "tables": [""]}, "tables: '' is not a pattern"),
+    ({"db": "app", "jobs": 2}, "jobs: 2 parallel workers need format=directory"),
 ])
 def test_database_spec_errors_name_the_option(spec, message):
     with pytest.raises(RollbackError, match=message):
