@@ -46,7 +46,7 @@ import time
 
 from ansible_collections.fleetops.rollback.plugins.module_utils import _pg, _pg_toc
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import (
-    PROGRESS, RollbackError, Terminated, check_path)
+    PROGRESS, RollbackError, Terminated, check_path, describe_os_error)
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import (
     atomic_write, fsync_dir, sha256_bytes, sha256_file)
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import utc_now
@@ -757,19 +757,33 @@ def dump(conn, dest, options, verify=False, option="dest", notes=None):
                                     "discarded and %s was left as it was"
                                     % (conn.where(), meta["verify"]["problem"], files.path), verify=meta["verify"])
         install(staging, meta)
+    except RollbackError as err:
+        _abandon(staging)
+        full = err.details.pop("full", None)
+        if full:
+            parent = os.path.dirname(files.path)
+            raise RollbackError("%s; the filesystem holding %s ran full while writing: %s (%s free now, the estimate "
+                                "was %s); free space there or give a path on a bigger filesystem"
+                                % (err.msg, parent, _left(staging), _size(free_bytes(parent)),
+                                   _size(space.get("estimate", 0))), **err.details)
+        if full is not None:  # pg_dump itself failed
+            raise RollbackError("%s; %s" % (err.msg, _left(staging)), **err.details)
+        raise
     except Terminated:
         _abandon(staging)
         raise RollbackError("stopped by SIGTERM while dumping %s to %s; %s" % (
             conn.where(), files.path, _left(staging)), **{option: files.path})
     except OSError as err:
         _abandon(staging)
-        problem = "the filesystem holding %s is full (%s free now, %s estimated)" % (
-            os.path.dirname(files.path), _size(free_bytes(os.path.dirname(files.path))),
-            _size(space.get("estimate", 0))) if err.errno in (errno.ENOSPC, errno.EDQUOT) else (
-                err.strerror or str(err))
-        raise RollbackError("writing the dump of %s to %s failed: %s (%s); %s; free space there or give a path on a "
-                            "bigger filesystem" % (conn.where(), files.path, problem, err.filename or files.path,
-                                                   _left(staging)), **{option: files.path})
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            parent = os.path.dirname(files.path)
+            problem = "the filesystem holding %s is full (%s free now, the estimate was %s): free space there or " \
+                      "give a path on a bigger filesystem" % (parent, _size(free_bytes(parent)),
+                                                              _size(space.get("estimate", 0)))
+        else:
+            problem = describe_os_error(err)
+        raise RollbackError("writing the dump of %s to %s failed: %s; %s" % (conn.where(), files.path, problem,
+                                                                             _left(staging)), **{option: files.path})
     except BaseException:
         _abandon(staging)
         raise
@@ -832,14 +846,8 @@ def _dump_into(conn, staging, options, fmt, jobs, started):
                                                                  str(counter.error).strip()), files.path),
                                     dest=files.path)
             if rc != 0:
-                full = any(words in err for words in _NO_SPACE)
-                advice = ("; the filesystem holding %s ran full while writing (%s free now): free space there or give "
-                          "a path on a bigger filesystem" % (os.path.dirname(files.path),
-                                                             _size(free_bytes(os.path.dirname(files.path))))
-                          if full else "")
-                raise RollbackError("pg_dump of %s failed (exit %s): %s%s; the partial dump was removed and nothing "
-                                    "was written to %s" % (conn.where(), rc, err.strip()[-1500:], advice, files.path),
-                                    dest=files.path)
+                raise RollbackError("pg_dump of %s failed (exit %s): %s" % (conn.where(), rc, err.strip()[-1500:]),
+                                    dest=files.path, full=any(words in err for words in _NO_SPACE))
             dumped_at = time.monotonic()
             objects = dump_objects(conn, info["major"], staging.path, fmt, known)
             tables = objects["TABLE DATA"]
