@@ -47,6 +47,7 @@ import time
 from ansible_collections.fleetops.rollback.plugins.module_utils import _pg, _pg_toc
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import (
     PROGRESS, RollbackError, Terminated, check_path, describe_os_error)
+from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import (
     atomic_write, fsync_dir, sha256_bytes, sha256_file)
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import utc_now
@@ -993,7 +994,7 @@ def end_sessions(cur, db):
         except _pg.psycopg2.Error as err:
             raise RollbackError("cannot end the other sessions on %s: %s; the login role needs to be a superuser or "
                                 "a member of pg_signal_backend (and of the roles of those sessions)"
-                                % (db, str(err).strip()))
+                                % (db, redact_text(str(err).strip())))
         if not _pg.other_sessions(cur, db):
             return
         if time.monotonic() > deadline:
@@ -1049,7 +1050,7 @@ class WriteBlock:
             return None
         except (_pg.psycopg2.Error, RollbackError) as err:
             return "could not undo block_writes on %s (%s); run ALTER DATABASE %s RESET default_transaction_read_only" \
-                % (self.db, getattr(err, "msg", str(err)).strip(), self.db)
+                % (self.db, redact_text(getattr(err, "msg", str(err)).strip()), self.db)
         finally:
             admin.close()
 
@@ -1419,8 +1420,9 @@ def restore(conn, files, mode="clean", jobs=1, block_writes=False, safety_dest=N
         entry = {"pid": os.getpid(), "started": _process_start(os.getpid()), "src": files.path, "mode": mode,
                  "jobs": jobs, "started_at": utc_now().isoformat(timespec="seconds"),
                  "safety_dump": result["safety_dump"], "safety_sha256": safety_meta["sha256"] if safety_meta else None}
-        problem = _write_restoring(files, key, entry)
-        recorded = problem is None
+        # The restore point framework journals its own runs (revert=False): the record is pg_restore's.
+        problem = _write_restoring(files, key, entry) if revert else None
+        recorded = revert and problem is None
         if problem:
             warnings.append(problem + "; an interruption of this restore could not be reported by the next run")
         PROGRESS.at("restoring %s into %s" % (files.path, conn.where()),

@@ -14,8 +14,8 @@ import sys
 import pytest
 
 from pg_support import PASSWORD, ROLE, new_database, our_sessions, processes_with, tmpfs  # noqa: F401
-from harness import (COLLECTIONS, assert_clear_failure, assert_no_secret, changed_entries, kill, run_module,
-                     start_module, tree_state, wait_for)
+from harness import (COLLECTIONS, assert_clear_failure, assert_no_secret, changed_entries, finish, kill,
+                     run_module, start_module, tree_state, wait_for)
 from postgres.fixtures import pg_cluster, pg_database  # noqa: F401  pylint: disable=unused-import
 
 # pylint: disable=redefined-outer-name
@@ -88,6 +88,14 @@ def test_sigkill_while_pg_dump_writes(big_db, tmp_path):
     dest = tmp_path / "big.dump"
     proc = start_module("pg_dump", big_db.login(dest=str(dest), format="custom"))
     staging = wait_for(lambda: partial_output(tmp_path, "big.dump"), timeout=180, what="pg_dump's partial output")
+    # The password reaches pg_dump through a 0600 passfile: neither its argv nor its environment holds it.
+    tools = processes_with("pg_dump", staging)
+    assert tools, "pg_dump is not running"
+    for pid, cmdline in tools:
+        with open("/proc/%d/environ" % pid, "rb") as stream:
+            environ = stream.read().decode("utf-8", "replace").split("\0")
+        assert PASSWORD not in cmdline and not [e for e in environ if PASSWORD in e]
+        assert any(e.startswith("PGPASSFILE=") for e in environ)
     run = kill(proc, signal.SIGKILL)
     assert run.rc == -signal.SIGKILL
     # pg_dump gets the parent-death signal: it does not go on writing for nobody, and its sessions end.
@@ -135,6 +143,18 @@ def test_sigterm_while_pg_dump_writes_keeps_the_old_dump(big_db, tmp_path):
         big_db.sql("DELETE FROM big WHERE id = 0")
 
 
+@pytest.mark.fault("pg-dump-concurrent-same-dest")
+def test_second_dump_to_a_path_being_written_is_refused(big_db, tmp_path):
+    dest = str(tmp_path / "big.dump")
+    proc = start_module("pg_dump", big_db.login(dest=dest, format="custom"))
+    staging = wait_for(lambda: partial_output(tmp_path, "big.dump"), timeout=180, what="pg_dump's partial output")
+    second = run_module("pg_dump", big_db.login(dest=dest, format="custom"))
+    assert_clear_failure(second, "another run is writing a dump to %s right now" % dest, staging, secrets=(PASSWORD,))
+    first = finish(proc)
+    assert not first.failed, first.msg
+    assert sorted(os.listdir(tmp_path)) == ["big.dump", "big.dump.meta.json", "big.dump.sha256"]
+
+
 @pytest.mark.fault("pg-dump-connection-lost")
 def test_server_ends_pg_dumps_session_midway(big_db, tmp_path):
     dest = tmp_path / "big.dump"
@@ -143,7 +163,6 @@ def test_server_ends_pg_dumps_session_midway(big_db, tmp_path):
     query = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND query LIKE 'COPY public.big %%'"
     pid = wait_for(lambda: big_db.cluster.value(query, (big_db.name,)), timeout=180, what="pg_dump's COPY")
     big_db.cluster.sql("SELECT pg_terminate_backend(%s)", (pid,))
-    from harness import finish  # pylint: disable=import-outside-toplevel
     run = finish(proc)
     assert_clear_failure(run, "pg_dump of", "failed", "partial dump was removed", str(dest), secrets=(PASSWORD,))
     assert tree_state(str(tmp_path)) == before, "a partial dump was left"
