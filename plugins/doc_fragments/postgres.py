@@ -59,8 +59,8 @@ options:
         (or the closest newer one, as pg_dump reads older servers).
     type: path
 notes:
-  - C(pg_dump) and C(pg_restore) run as children that do not outlive the module (Linux): a SIGTERM to the module
-    stops them before it reports, and they get SIGTERM from the kernel if the module is killed.
+  - "C(pg_dump) and C(pg_restore) run as children that do not outlive the module (on Linux): a SIGTERM to the
+    module stops them before it reports, and they get SIGTERM from the kernel if the module is killed."
   - What the client tools and the server print is shown with the password and anything that looks like a secret
     (C(password=...), credentials in URLs) redacted.
 requirements:

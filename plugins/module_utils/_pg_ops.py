@@ -1295,8 +1295,8 @@ def _write_restoring(files, key, entry):
             os.unlink(files.restoring)
         return None
     except OSError as err:
-        return "could not %s %s (%s)" % ("update" if entry is None else "write the restore record", files.restoring,
-                                        err.strerror or err)
+        action = "update" if entry is None else "write the restore record"
+        return "could not %s %s (%s)" % (action, files.restoring, err.strerror or err)
 
 
 def _safety_state(conn, safety_meta):

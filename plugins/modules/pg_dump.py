@@ -166,8 +166,8 @@ up_to_date:
   type: str
 recovered:
   description:
-    - What this run did about what interrupted runs left beside O(dest) (in check mode, what it would do):
-      a partial dump removed, or the move of a finished dump into place completed.
+    - "What this run did about what interrupted runs left beside O(dest) (in check mode, what it would do):
+      a partial dump removed, or the move of a finished dump into place completed."
   returned: when there was something
   type: list
   elements: str

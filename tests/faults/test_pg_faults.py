@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from pg_support import PASSWORD, ROLE, new_database, our_sessions, processes_with, tmpfs  # noqa: F401
+from pg_support import PASSWORD, ROLE, new_database, our_sessions, processes_with, tmpfs  # noqa: F401  pylint: disable=unused-import
 from harness import (COLLECTIONS, assert_clear_failure, assert_no_secret, changed_entries, finish, kill,
                      run_module, start_module, tree_state, wait_for)
 from postgres.fixtures import pg_cluster, pg_database  # noqa: F401  pylint: disable=unused-import
