@@ -445,7 +445,7 @@ def check_dump(files, expected_sha=None):
     what = describe_entry(files.path)
     if what not in ("a file", "a directory"):
         raise RollbackError("src: %s is %s, not a dump; nothing was changed" % (files.path, what), src=files.path)
-    for side in (files.meta, files.sha, files.manifest):
+    for side in (files.meta, files.sha, files.manifest, files.marker, files.restoring):
         what = describe_entry(side)
         if what not in (None, "a file"):
             # Reading a FIFO would hang, a link may point anywhere: only this collection's own files are read.

@@ -179,3 +179,37 @@ def test_migrations_spec_errors():
         comp.normalize({"current": "alembic current", "downgrade": "alembic downgrade -1"})
     with pytest.raises(RollbackError, match="revision_regex"):
         comp.normalize({"current": "x", "downgrade": "y %s", "revision_regex": "(.*)"})
+
+
+@pytest.mark.parametrize("pattern, expected", [
+    ("orders", ("", "^(orders)$")),
+    ("Public.Order*", ("^(public)$", "^(order.*)$")),
+    ('"My Schema"."T?"', ("^(My\\ Schema)$", "^(T\\?)$")),
+    ("db.app.t$x", ("^(app)$", "^(t\\$x)$")),
+    ("a.b.c.d", None),
+])
+def test_dump_patterns_become_the_regexes_pg_dump_uses(pattern, expected):
+    assert _pg_ops._pattern_regex(pattern) == expected
+
+
+def test_an_own_dump_is_recognised_by_its_description_and_nothing_else(tmp_path):
+    dest = tmp_path / "x.dump"
+    dest.write_bytes(b"PGDMP")
+    with pytest.raises(RollbackError, match="did not write"):
+        _pg_ops.check_output("dest", str(dest), "custom")
+    meta = {"format": "custom", "meta_format": 1, "sha256": "0" * 64, "tables": {}}
+    (tmp_path / "x.dump.meta.json").write_text(json.dumps(meta))
+    assert _pg_ops.check_output("dest", str(dest), "directory").path == str(dest)
+    (tmp_path / "x.dump.meta.json").write_text(json.dumps(dict(meta, format="directory")))
+    with pytest.raises(RollbackError, match="did not write"):
+        _pg_ops.check_output("dest", str(dest), "custom")
+
+
+def test_names_and_digests_are_checked():
+    with pytest.raises(RollbackError, match="63 bytes"):
+        _pg.check_name("db", "x" * 64)
+    assert _pg.check_name("db", "x; rm -rf /") == "x; rm -rf /"
+    assert _pg_ops.check_sha256("expected_sha256", "AB" * 32) == "ab" * 32
+    with pytest.raises(RollbackError, match="not a sha256"):
+        _pg_ops.check_sha256("expected_sha256", "g" * 64)
+    assert _pg_ops.safe_file_name("../é x") == "___x" and _pg_ops.safe_file_name("..") == "db"
