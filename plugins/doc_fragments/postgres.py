@@ -10,7 +10,9 @@ class ModuleDocFragment:
     DOCUMENTATION = r"""
 options:
   db:
-    description: The database to dump or restore into.
+    description:
+      - The database to dump or restore into. At most 63 bytes (PostgreSQL would cut a longer name and reach
+        another database); any characters, passed to the client tools as one argument, never through a shell.
     type: str
     required: true
     aliases: [login_db]
@@ -20,7 +22,7 @@ options:
     type: str
     default: ''
   port:
-    description: Port of the server.
+    description: Port of the server (1-65535).
     type: int
     default: 5432
     aliases: [login_port]
@@ -33,10 +35,11 @@ options:
       - The password of O(login_user). It reaches psycopg2 directly and pg_dump/pg_restore through a temporary
         0600 passfile (E(PGPASSFILE)), never their command line, and never appears in results or errors.
       - Without it, the usual libpq sources apply (E(PGPASSWORD), E(PGPASSFILE), C(~/.pgpass)).
+      - A password holding a NUL byte or a line break is refused (without showing it).
     type: str
     default: ''
   login_unix_socket:
-    description: Directory of the server's unix socket (for peer or password login over the socket).
+    description: Absolute path of the directory of the server's unix socket (for peer or password login over the socket).
     type: str
     default: ''
   maintenance_db:
@@ -46,15 +49,20 @@ options:
     type: str
     default: postgres
   connect_timeout:
-    description: Seconds to wait for a connection.
+    description: Seconds to wait for a connection (1-3600).
     type: int
     default: 10
   bin_dir:
     description:
-      - Directory holding C(pg_dump) and C(pg_restore).
+      - Absolute path of the directory holding C(pg_dump) and C(pg_restore).
       - By default the first of E(PATH) and C(/usr/lib/postgresql/*/bin) whose major version matches the server's
         (or the closest newer one, as pg_dump reads older servers).
     type: path
+notes:
+  - "C(pg_dump) and C(pg_restore) run as children that do not outlive the module (on Linux): a SIGTERM to the
+    module stops them before it reports, and they get SIGTERM from the kernel if the module is killed."
+  - What the client tools and the server print is shown with the password and anything that looks like a secret
+    (C(password=...), credentials in URLs) redacted.
 requirements:
   - psycopg2 (C(psycopg2-binary) from PyPI) for the Python that runs the module on the host
   - the PostgreSQL client binaries C(pg_dump) and C(pg_restore)

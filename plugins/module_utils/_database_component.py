@@ -49,7 +49,7 @@ def connection(record):
 
 
 def _file_name(spec):
-    base = re.sub(r"[^A-Za-z0-9_.-]", "_", spec["db"]) or "db"
+    base = _pg_ops.safe_file_name(spec["db"])
     return base + (".dump" if spec["format"] == "custom" else ".dir")
 
 
@@ -81,43 +81,29 @@ class DatabaseComponent:
         if unknown:
             raise RollbackError("%s: unknown option %s; known options: %s" % (where, ", ".join(unknown),
                                                                               ", ".join(sorted(allowed))))
-        if not isinstance(spec.get("db"), str) or not spec["db"]:
-            raise RollbackError("%s.db: give the name of the database to capture, got %r" % (where, spec.get("db")))
+        prefix = where + "."
+        if spec.get("db") is None:
+            raise RollbackError("%sdb: give the name of the database to capture, such as {db: app}" % prefix)
         out = {"db": spec["db"]}
         for key, default in list(CONN_DEFAULTS.items()) + list(OPTION_DEFAULTS.items()):
             value = spec.get(key, default)
             out[key] = list(default) if isinstance(default, list) and value is None else value
-        for key in ("port", "jobs", "connect_timeout"):
-            try:
-                out[key] = int(out[key])
-            except (TypeError, ValueError):
-                raise RollbackError("%s.%s: %r is not a number" % (where, key, out[key]))
-        if out["jobs"] < 1:
-            raise RollbackError("%s.jobs: %r must be 1 or more" % (where, out["jobs"]))
-        if out["format"] not in _pg_ops.FORMATS:
-            raise RollbackError("%s.format: %r is not one of %s" % (where, out["format"], ", ".join(_pg_ops.FORMATS)))
+        for key in ("port", "jobs", "connect_timeout", "compress"):
+            # Templated values arrive as strings ("5432"): plain ASCII digits are taken as the number.
+            if isinstance(out[key], str) and re.match(r"^[0-9]{1,9}$", out[key].strip()):
+                out[key] = int(out[key].strip())
+        password = spec.get("login_password")
+        if isinstance(password, int) and not isinstance(password, bool):
+            password = str(password)
+        _pg.check_connection(dict(out, login_password=password or ""), prefix)
+        out.update(_pg_ops.check_dump_options(out, prefix))
         if out["mode"] not in _pg_ops.MODES:
-            raise RollbackError("%s.mode: %r is not one of %s" % (where, out["mode"], ", ".join(_pg_ops.MODES)))
-        if out["compress"] is not None:
-            try:
-                out["compress"] = int(out["compress"])
-            except (TypeError, ValueError):
-                out["compress"] = -1
-            if not 0 <= out["compress"] <= 9:
-                raise RollbackError("%s.compress: %r is not a gzip level 0-9" % (where, spec.get("compress")))
+            raise RollbackError("%smode: %r is not one of %s" % (prefix, out["mode"], ", ".join(_pg_ops.MODES)))
         if not isinstance(out["block_writes"], bool):
-            raise RollbackError("%s.block_writes: %r is not true or false" % (where, out["block_writes"]))
-        for key in LIST_KEYS:
-            if isinstance(out[key], str):
-                out[key] = [out[key]]
-            if not isinstance(out[key], list) or not all(isinstance(v, str) and v for v in out[key]):
-                raise RollbackError("%s.%s: give a list of patterns, got %r" % (where, key, out[key]))
-        for key in ("login_host", "login_user", "login_unix_socket", "maintenance_db"):
-            if not isinstance(out[key], str):
-                raise RollbackError("%s.%s: %r is not a string" % (where, key, out[key]))
-        if out["bin_dir"] is not None and (not isinstance(out["bin_dir"], str) or not os.path.isabs(out["bin_dir"])):
-            raise RollbackError("%s.bin_dir: %r is not an absolute path" % (where, out["bin_dir"]))
-        remember_password(out, spec.get("login_password"))
+            raise RollbackError("%sblock_writes: %r is not true or false" % (prefix, out["block_writes"]))
+        if out["bin_dir"] is not None:
+            out["bin_dir"] = os.path.normpath(out["bin_dir"])
+        remember_password(out, password)
         return out
 
     def runtime(self, extra, where="components.database"):
@@ -146,7 +132,7 @@ class DatabaseComponent:
         directory = store.point_dumps_dir(point_id)
         name = _file_name(spec)
         path = os.path.join(directory, name)
-        meta = self._reuse(store, spec, conn, path) or _pg_ops.dump(conn, path, spec)
+        meta = self._reuse(store, spec, conn, path) or _pg_ops.dump(conn, path, spec, option="components.database")
         record = dict(spec, file=name, sha256=meta["sha256"], rows=meta["tables"], size=meta["size"],
                       server_version=meta["server_version"])
         return record

@@ -17,10 +17,12 @@ import glob
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path
+from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 
 try:
     import psycopg2
@@ -50,6 +52,97 @@ CONNECTION_SPEC = dict(
     bin_dir=dict(type="path"),
 )
 CONNECTION_KEYS = tuple(CONNECTION_SPEC)
+# PostgreSQL cuts longer names to 63 bytes without a word: a longer name would reach another database.
+NAME_BYTES = 63
+MAX_CONNECT_TIMEOUT = 3600
+# pg_dump / pg_restore open one connection per worker: more than this is a typo, not a plan.
+MAX_JOBS = 256
+
+
+def _show(value):
+    """A value as a message shows it: repr() keeps NUL bytes, line breaks and odd unicode visible."""
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "...'"
+
+
+def check_no_dotdot(option, value):
+    if ".." in value.split("/"):
+        raise RollbackError("%s: %s holds a '..' segment; give the path without '..' (the real directory)"
+                            % (option, _show(value)))
+
+
+def check_name(option, value, allow_empty=False):
+    """A database or role name: a string, no NUL byte, at most 63 bytes (the server would cut it silently)."""
+    if not isinstance(value, str):
+        raise RollbackError("%s: %s is not a name; give a string" % (option, _show(value)))
+    if not value.strip() and not (allow_empty and value == ""):
+        raise RollbackError("%s: %s is empty; give the name" % (option, _show(value)))
+    if "\x00" in value:
+        raise RollbackError("%s: %s holds a NUL byte, which no PostgreSQL name can hold; give the real name"
+                            % (option, _show(value)))
+    if len(value.encode("utf-8")) > NAME_BYTES:
+        raise RollbackError("%s: %s is %d bytes long; PostgreSQL names hold at most %d bytes (a longer one is cut "
+                            "and would reach another object); give the exact name"
+                            % (option, _show(value), len(value.encode("utf-8")), NAME_BYTES))
+    return value
+
+
+def check_int(option, value, low, high, what):
+    """An integer option within [low, high]; bools and strings are refused (YAML `yes` is not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RollbackError("%s: %s is not a whole number; give %s (%d-%d)" % (option, _show(value), what, low, high))
+    if not low <= value <= high:
+        raise RollbackError("%s: %s is out of range; give %s (%d-%d)" % (option, _show(value), what, low, high))
+    return value
+
+
+def check_patterns(option, values):
+    """pg_dump -n/-N/-t/-T patterns: a list of non-empty strings without NUL bytes."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, list):
+        raise RollbackError("%s: %s is not a list; give a list of patterns such as [public.orders]"
+                            % (option, _show(values)))
+    for value in values:
+        if not isinstance(value, str) or not value.strip():
+            raise RollbackError("%s: %s is not a pattern; give non-empty names such as public.orders or 'app_*'"
+                                % (option, _show(value)))
+        if "\x00" in value:
+            raise RollbackError("%s: %s holds a NUL byte; give the real name" % (option, _show(value)))
+    return list(values)
+
+
+def check_connection(params, prefix=""):
+    """The connection options, refused with a message naming the option and the value (never the password's)."""
+    check_name(prefix + "db", params.get("db"))
+    check_name(prefix + "maintenance_db", params.get("maintenance_db", "postgres"))
+    check_name(prefix + "login_user", params.get("login_user", "postgres"))
+    host = params.get("login_host") or ""
+    if not isinstance(host, str) or "\x00" in host or any(ch.isspace() for ch in host):
+        raise RollbackError("%slogin_host: %s is not a host name or address; give one such as 127.0.0.1 or "
+                            "db.example.org (or leave it empty for the default unix socket)" % (prefix, _show(host)))
+    check_int(prefix + "port", params.get("port", 5432), 1, 65535, "a TCP port")
+    check_int(prefix + "connect_timeout", params.get("connect_timeout", 10), 1, MAX_CONNECT_TIMEOUT, "seconds")
+    password = params.get("login_password") or ""
+    if not isinstance(password, str):
+        raise RollbackError("%slogin_password: not a string (the value is not shown); give the password as a string"
+                            % prefix)
+    if "\x00" in password or "\n" in password or "\r" in password:
+        raise RollbackError("%slogin_password: holds a NUL byte or a line break (the value is not shown), which "
+                            "PostgreSQL's clients cannot pass on; check the variable it comes from" % prefix)
+    socket_dir = params.get("login_unix_socket") or ""
+    if socket_dir:
+        check_path(prefix + "login_unix_socket", socket_dir)
+        check_no_dotdot(prefix + "login_unix_socket", socket_dir)
+    bin_dir = params.get("bin_dir")
+    if bin_dir is not None:
+        check_path(prefix + "bin_dir", bin_dir)
+        check_no_dotdot(prefix + "bin_dir", bin_dir)
+        if not os.path.isdir(bin_dir):
+            raise RollbackError("%sbin_dir: %s is not a directory; give the directory holding pg_dump and pg_restore "
+                                "(for example /usr/lib/postgresql/15/bin)" % (prefix, _show(bin_dir)))
 
 
 def quote_conninfo(value):
@@ -90,10 +183,12 @@ class Conn:
         return "%s@%s:%s/%s" % (self.user, host, self.port, db or self.db)
 
     def redact(self, text):
+        """Text from the server or a client tool as a message may show it: the password and anything that looks
+        like a secret (password=..., URL credentials) replaced."""
         text = "" if text is None else str(text)
         if self.password:
             text = text.replace(self.password, REDACTED)
-        return text
+        return redact_text(text)
 
     # ------------------------------------------------------------------ psycopg2
     def connect(self, db=None, autocommit=True):
@@ -136,34 +231,111 @@ class Conn:
 
     def run_tool(self, argv, timeout=None, capture_stdout=False):
         """Run a client tool with the password in a temporary 0600 passfile. Returns (rc, stdout, stderr)."""
+        return self.start_tool(argv, capture_stdout=capture_stdout).wait(timeout)
+
+    def start_tool(self, argv, capture_stdout=False):
+        """A client tool started in the background (see ToolProcess); wait() it."""
+        return ToolProcess(self, argv, capture_stdout)
+
+
+_PR_SET_PDEATHSIG = 1
+STOP_WAIT = 30.0
+
+
+def _prctl():
+    """libc's prctl, resolved before any fork (the child may only call it), or None off Linux."""
+    try:
+        import ctypes  # pylint: disable=import-outside-toplevel
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError, ImportError):
+        return None
+
+
+def _child_setup(parent, prctl):
+    def setup():
+        # SIGTERM may be ignored in the module once a first one arrived: the tool must still obey it.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if prctl is not None:
+            # The tool gets SIGTERM when the module dies, even by SIGKILL: no pg_dump keeps writing for nobody.
+            prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the module died before prctl took effect
+            os._exit(1)  # pylint: disable=protected-access
+    return setup
+
+
+class ToolProcess:
+    """pg_dump / pg_restore running as a child that never outlives the module: it is stopped (SIGTERM, then
+    SIGKILL) when waiting for it is interrupted (SIGTERM to the module raises Terminated) and gets SIGTERM from
+    the kernel if the module is killed. Must be started while the module runs a single thread (preexec_fn)."""
+
+    def __init__(self, conn, argv, capture_stdout=False):
+        self.conn = conn
+        self.argv = argv
+        self.name = os.path.basename(argv[0])
         env = dict(os.environ)
-        env.update(PGAPPNAME=APP_NAME, PGOPTIONS=WRITE_OPTIONS, PGCONNECT_TIMEOUT=str(self.connect_timeout),
+        env.update(PGAPPNAME=APP_NAME, PGOPTIONS=WRITE_OPTIONS, PGCONNECT_TIMEOUT=str(conn.connect_timeout),
                    LC_MESSAGES="C")
-        workdir = tempfile.mkdtemp(prefix="fleetops-pg-")
+        self.workdir = tempfile.mkdtemp(prefix="fleetops-pg-")
+        self.proc = None
         try:
-            os.chmod(workdir, 0o700)
-            if self.password:
-                passfile = os.path.join(workdir, "pgpass")
+            os.chmod(self.workdir, 0o700)
+            if conn.password:
+                passfile = os.path.join(self.workdir, "pgpass")
                 fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w") as stream:
-                    stream.write("*:*:*:*:%s\n" % passfile_escape(self.password))
+                    stream.write("*:*:*:*:%s\n" % passfile_escape(conn.password))
                 env["PGPASSFILE"] = passfile
                 env.pop("PGPASSWORD", None)
-            err_path = os.path.join(workdir, "stderr")
-            with open(err_path, "w+b") as err_stream:
-                try:
-                    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stderr=err_stream, env=env, timeout=timeout,
-                                          stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL, check=False)
-                except subprocess.TimeoutExpired:
-                    raise RollbackError("%s did not finish within %s seconds" % (os.path.basename(argv[0]), timeout))
-                except OSError as err:
-                    raise RollbackError("cannot run %s: %s" % (argv[0], err))
-                err_stream.seek(0)
-                stderr = err_stream.read().decode("utf-8", "replace")
-            stdout = proc.stdout.decode("utf-8", "replace") if capture_stdout else ""
-            return proc.returncode, stdout, self.redact(stderr)
+            self.err_stream = open(os.path.join(self.workdir, "stderr"), "w+b")  # pylint: disable=consider-using-with
+            try:
+                self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
+                    argv, stdin=subprocess.DEVNULL, stderr=self.err_stream, env=env,
+                    stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
+                    preexec_fn=_child_setup(os.getpid(), _prctl()))
+            except OSError as err:
+                raise RollbackError("cannot run %s: %s" % (argv[0], err.strerror or err))
+        except BaseException:
+            self._cleanup()
+            raise
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        """End the tool (and, through its own SIGTERM handler, its workers and server queries)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=STOP_WAIT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def wait(self, timeout=None):
+        """(rc, stdout, stderr with secrets redacted)."""
+        try:
+            try:
+                stdout, _none = self.proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.stop()
+                raise RollbackError("%s did not finish within %s seconds and was stopped" % (self.name, timeout))
+            except BaseException:
+                self.stop()
+                raise
+            self.err_stream.seek(0)
+            stderr = self.err_stream.read().decode("utf-8", "replace")
+            out = stdout.decode("utf-8", "replace") if stdout is not None else ""
+            return self.proc.returncode, out, self.conn.redact(stderr)
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            self._cleanup()
+
+    def _cleanup(self):
+        stream = getattr(self, "err_stream", None)
+        if stream is not None:
+            stream.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------- binaries

@@ -10,6 +10,19 @@ A dump at DEST (a file for format=custom, a directory for format=directory) has 
     DEST.meta.json    server version, per-table row counts, size, seconds, and the state record
                       (schema fingerprint, snapshot) that says whether a database still equals the dump
     DEST.restored.json  written by restores: per target database, its state right after the restore
+    DEST.restoring.json written by pg_restore while it changes a database (removed when it is done): what an
+                        interrupted restore left, so that the next run can say in which state the database is
+
+A path is recognised as a dump this collection wrote by its DEST.meta.json: a regular file holding this
+collection's dump description of the same format (and, for a directory, a DEST.manifest listing every entry).
+Anything else at a dump's path (a foreign file, a directory with other files, a link, a FIFO, a device) is
+refused, so that a dump never replaces what someone else put there.
+
+A dump is written inside a private staging directory beside DEST (.DEST.fleetops-dump-XXXXXXXX, holding a
+locked marker file) and completed there, sidecars included; then it is moved into place name by name, the old
+dump going into the staging directory. A run killed while dumping leaves only the staging directory: the next
+run removes it (its lock is free); a run killed while moving files leaves its marker in the "swapping" phase:
+the next run completes the move. A partial dump is never at DEST.
 
 Idempotence: a restore is skipped (changed=false) when the target database still holds exactly what the dump
 holds. That is decided without reading the dump: the state recorded when the dump was taken (same server and
@@ -20,18 +33,23 @@ writes a row version stamped with its transaction id), and the same row count in
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import re
 import secrets
 import shutil
+import stat
 import threading
 import time
 
 from ansible_collections.fleetops.rollback.plugins.module_utils import _pg, _pg_toc
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import (
+    PROGRESS, RollbackError, Terminated, check_path, describe_os_error)
+from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import (
-    atomic_write, sha256_bytes, sha256_file)
+    atomic_write, fsync_dir, sha256_bytes, sha256_file)
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import utc_now
 
 FORMATS = ("custom", "directory")
@@ -40,6 +58,18 @@ META_FORMAT = 1
 TERMINATE_WAIT_MS = 5000
 SESSION_DEADLINE = 30.0
 _SHA_CACHE = {}
+# Every name a dump owns at its path, the dump itself first (the order files are moved in).
+SUFFIXES = ("", ".manifest", ".sha256", ".meta.json", ".restored.json")
+STAGING = re.compile(r"^\.(?P<name>.+)\.fleetops-dump-[0-9a-f]{8}$")
+STAGING_MARKER = ".fleetops-staging.json"
+META_LIMIT = 256 * 1024 * 1024
+MIB = 1024 * 1024
+# Free space asked for a dump: the selected tables' size on disk (heap and TOAST, no indexes) times this factor
+# (gzip shrinks ordinary table data well over 2-fold; an uncompressed dump is about the data's size), plus 10%
+# and 1 MiB. An estimate: a dump of data that does not compress can still fill the disk midway, and is then
+# removed.
+COMPRESSED_FACTOR = 0.5
+SPACE_MARGIN = 1.1
 
 
 # ---------------------------------------------------------------------- files and checksums
@@ -57,6 +87,298 @@ class DumpFiles:
 
     def sidecars(self):
         return [self.sha, self.manifest, self.meta, self.marker]
+
+    @property
+    def restoring(self):
+        return self.path + ".restoring.json"
+
+
+# ---------------------------------------------------------------------- what is at a path
+_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a file"))
+
+
+def describe_entry(path, st=None):
+    """What is at path, in words (None when nothing is): 'a FIFO (named pipe)', 'a symbolic link to ...'."""
+    if st is None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return None
+    for test, words in _KINDS:
+        if test(st.st_mode):
+            if words == "a symbolic link":
+                target = os.readlink(path)
+                return "a symbolic link to %r%s" % (target, "" if os.path.exists(path) else " (dangling)")
+            return words
+    return "an unknown kind of file"
+
+
+def _names(names, limit=3):
+    shown = ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+    return "%d entr%s (%s)" % (len(names), "y" if len(names) == 1 else "ies", shown)
+
+
+def own_meta(files):
+    """The dump description at files.meta when it is one this collection wrote (a regular file), else None."""
+    try:
+        st = os.lstat(files.meta)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size > META_LIMIT:
+        return None
+    try:
+        with open(files.meta, "rb") as stream:
+            meta = json.loads(stream.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("meta_format"), int) or meta.get("format") not in \
+            FORMATS or not isinstance(meta.get("sha256"), str) or not isinstance(meta.get("tables"), dict):
+        return None
+    return meta
+
+
+def _manifest_names(files):
+    try:
+        st = os.lstat(files.manifest)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > META_LIMIT:
+            return None
+        with open(files.manifest, "rb") as stream:
+            lines = stream.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    prefix = files.name + "/"
+    return {line.split("  ", 1)[1][len(prefix):] for line in lines
+            if "  " in line and line.split("  ", 1)[1].startswith(prefix)}
+
+
+def _foreign(option, path, what):
+    return RollbackError("%s: %s is %s that this collection did not write; give a new path or an empty directory "
+                         "(nothing was changed)" % (option, path, what), **{option: path})
+
+
+def check_output(option, value, fmt):
+    """DumpFiles for a path a dump may be written to: nothing there, an empty directory, or a dump this
+    collection wrote (with its sidecars). Anything else is refused with what is there; nothing is changed."""
+    path = check_path(option, value)
+    _pg.check_no_dotdot(option, value)
+    parent = os.path.dirname(path)
+    if not os.path.lexists(parent):
+        top = parent
+        while not os.path.lexists(os.path.dirname(top)):
+            top = os.path.dirname(top)
+        raise RollbackError("%s: the directory %s does not exist (%s is missing); create it first, or give a path in "
+                            "an existing directory (nothing was changed)" % (option, parent, top), **{option: path})
+    if not os.path.isdir(parent):
+        raise RollbackError("%s: %s is %s, not a directory, so %s cannot be written; give a path in a directory "
+                            "(nothing was changed)" % (option, parent, describe_entry(parent), path), **{option: path})
+    try:
+        read_only = bool(os.statvfs(parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        raise RollbackError("%s: %s is on a read-only filesystem; remount it read-write or give a path on another "
+                            "filesystem (nothing was changed)" % (option, parent), **{option: path})
+    files = DumpFiles(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    meta = own_meta(files)
+    if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise RollbackError("%s: %s is %s, not a dump; this collection writes dumps only to real paths: give a new "
+                            "path (nothing was changed)" % (option, path, describe_entry(path, st)), **{option: path})
+    if st is not None and stat.S_ISREG(st.st_mode) and (meta is None or meta["format"] != "custom"):
+        raise _foreign(option, path, "a file (%d bytes, with no dump description %s beside it)"
+                       % (st.st_size, os.path.basename(files.meta)))
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        entries = sorted(os.listdir(path))
+        if entries and (meta is None or meta["format"] != "directory"):
+            raise _foreign(option, path, "a directory holding %s" % _names(entries))
+        if entries:
+            listed = _manifest_names(files) or set()
+            strays = [name for name in entries
+                      if name not in listed or not stat.S_ISREG(os.lstat(os.path.join(path, name)).st_mode)]
+            if strays:
+                raise RollbackError("%s: %s is a dump directory of this collection, but it also holds %s that this "
+                                    "collection did not write; move them out or give a new path (nothing was "
+                                    "changed)" % (option, path, _names(strays)), **{option: path})
+    for side in files.sidecars():
+        what = describe_entry(side)
+        if what is None:
+            continue
+        if what != "a file":
+            raise RollbackError("%s: %s is %s where this collection keeps a dump's %s; remove it or give another "
+                                "path (nothing was changed)" % (option, side, what, side[len(path):]),
+                                **{option: path})
+        if meta is None:
+            raise RollbackError("%s: %s already exists and this collection did not write it (no dump description "
+                                "%s beside it); remove it or give another path (nothing was changed)"
+                                % (option, side, os.path.basename(files.meta)), **{option: path})
+    return files
+
+
+def check_input(option, value):
+    """DumpFiles of an existing dump path: a real file or directory (not a link, FIFO or device)."""
+    path = check_path(option, value)
+    _pg.check_no_dotdot(option, value)
+    what = describe_entry(path)
+    if what is None:
+        parent = os.path.dirname(path)
+        hint = "" if os.path.isdir(parent) else " (its directory %s does not exist either)" % parent
+        raise RollbackError("%s: %s does not exist%s; give the path of a dump written by fleetops.rollback.pg_dump "
+                            "(nothing was changed)" % (option, path, hint), **{option: path})
+    if what not in ("a file", "a directory"):
+        raise RollbackError("%s: %s is %s, not a dump; give the dump's own path (its .sha256 and .meta.json are "
+                            "beside it) (nothing was changed)" % (option, path, what), **{option: path})
+    return DumpFiles(path)
+
+
+# ---------------------------------------------------------------------- staging and interrupted runs
+def _process_start(pid):
+    """The start time of a process (clock ticks since boot), None when it does not run: a pid plus its start
+    time names one process even after the pid is reused."""
+    try:
+        with open("/proc/%d/stat" % int(pid), "rb") as stream:
+            data = stream.read().decode("ascii", "replace")
+        return int(data.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Staging:
+    """The private directory beside a dump's path where a new dump is written and completed."""
+
+    def __init__(self, files, option="dest"):
+        self.files = files
+        self.option = option
+        self.dir = os.path.join(os.path.dirname(files.path), ".%s.fleetops-dump-%s" % (files.name,
+                                                                                       secrets.token_hex(4)))
+        self.path = os.path.join(self.dir, files.name)
+        self.phase = None
+        self.fd = None
+        os.mkdir(self.dir, 0o700)
+        try:
+            self.fd = os.open(os.path.join(self.dir, STAGING_MARKER), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            # Held until this run ends (a SIGKILL included): a free lock means the staging was abandoned.
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            self.set_phase("dumping")
+        except BaseException:
+            self.discard()
+            raise
+
+    def set_phase(self, phase, **extra):
+        data = json.dumps(dict(extra, dest=self.files.path, phase=phase, pid=os.getpid(),
+                               started=_process_start(os.getpid()), at=utc_now().isoformat(timespec="seconds")))
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, data.encode("utf-8"), 0)
+        os.fsync(self.fd)
+        self.phase = phase
+
+    def discard(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.close()
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _swap_in(staging_dir, files, suffixes):
+    """Move a completed dump from its staging directory to its path, each old file into the staging directory
+    first. Safe to run again after an interruption: a name whose new file already moved is left alone."""
+    old_dir = os.path.join(staging_dir, "replaced")
+    if not os.path.isdir(old_dir):
+        os.mkdir(old_dir, 0o700)
+    for suffix in SUFFIXES:
+        target = files.path + suffix
+        new = os.path.join(staging_dir, files.name + suffix)
+        if os.path.lexists(new):
+            if os.path.lexists(target):
+                os.rename(target, os.path.join(old_dir, files.name + suffix))
+            os.rename(new, target)
+        elif suffix not in suffixes and os.path.lexists(target):
+            os.rename(target, os.path.join(old_dir, files.name + suffix))
+    fsync_dir(os.path.dirname(files.path))
+
+
+def stagings(parent):
+    """The staging directories of this collection in parent: [(path, dump name)]."""
+    try:
+        names = sorted(os.listdir(parent))
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        match = STAGING.match(name)
+        full = os.path.join(parent, name)
+        if not match:
+            continue
+        try:
+            st = os.lstat(full)
+            marker = os.lstat(os.path.join(full, STAGING_MARKER))
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and stat.S_ISREG(marker.st_mode):
+            out.append((full, match.group("name")))
+    return out
+
+
+def recover(option, files, check=False):
+    """Deal with what interrupted dumps left beside files.path: complete a move into place that was under way
+    (for this path: before it is looked at), remove partial dumps. Returns what was done, in sentences.
+    Refuses when another run is writing this very path."""
+    notes = []
+    for full, name in stagings(os.path.dirname(files.path)):
+        try:
+            fd = os.open(os.path.join(full, STAGING_MARKER), os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if name == files.name:
+                    raise RollbackError("%s: another run is writing a dump to %s right now (its staging directory is "
+                                        "%s); wait for it to finish (nothing was changed)" % (option, files.path, full),
+                                        **{option: files.path})
+                continue
+            try:
+                info = json.loads(os.pread(fd, 1 << 20, 0).decode("utf-8"))
+            except ValueError:
+                info = {}
+            info = info if isinstance(info, dict) else {}
+            target = DumpFiles(os.path.join(os.path.dirname(full), name))
+            when = "pid %s, %s" % (info.get("pid", "?"), info.get("at", "time unknown"))
+            if info.get("phase") == "swapping" and isinstance(info.get("suffixes"), list):
+                if check:
+                    notes.append("would complete moving the finished dump %s into place (a run was interrupted "
+                                 "while doing it: %s)" % (target.path, when))
+                    continue
+                _swap_in(full, target, info["suffixes"])
+                notes.append("completed moving the finished dump %s into place (a run was interrupted while doing "
+                             "it: %s)" % (target.path, when))
+            elif check:
+                notes.append("would remove the partial dump %s that an interrupted run left (%s)" % (full, when))
+                continue
+            else:
+                notes.append("removed the partial dump %s that an interrupted run left (%s); it was never used"
+                             % (full, when))
+            shutil.rmtree(full, ignore_errors=True)
+        finally:
+            os.close(fd)
+    return notes
+
+
+def prepare_output(option, value, fmt, check=False):
+    """(DumpFiles, notes): the path checked (see check_output) once what interrupted runs left is dealt with."""
+    files = check_output(option, value, fmt)
+    notes = recover(option, files, check=check)
+    if notes and not check:
+        files = check_output(option, value, fmt)
+    return files, notes
 
 
 def _walk_files(root):
@@ -120,6 +442,15 @@ def check_dump(files, expected_sha=None):
     """The dump's metadata once its checksum is proven; a RollbackError (nothing changed) otherwise."""
     if not files.exists():
         raise RollbackError("src: %s does not exist; nothing was changed" % files.path, src=files.path)
+    what = describe_entry(files.path)
+    if what not in ("a file", "a directory"):
+        raise RollbackError("src: %s is %s, not a dump; nothing was changed" % (files.path, what), src=files.path)
+    for side in (files.meta, files.sha, files.manifest, files.marker, files.restoring):
+        what = describe_entry(side)
+        if what not in (None, "a file"):
+            # Reading a FIFO would hang, a link may point anywhere: only this collection's own files are read.
+            raise RollbackError("src: %s is %s, not the dump's %s file; nothing was changed"
+                                % (side, what, side[len(files.path) + 1:]), src=files.path)
     meta = read_meta(files)
     try:
         with open(files.sha, encoding="utf-8") as stream:
@@ -154,8 +485,47 @@ def _remove(path):
         os.unlink(path)
 
 
-def _sibling(path, tag):
-    return os.path.join(os.path.dirname(path), ".%s.%s-%s" % (os.path.basename(path), tag, secrets.token_hex(3)))
+# ---------------------------------------------------------------------- options
+PATTERN_KEYS = ("schemas", "exclude_schemas", "tables", "exclude_tables")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_jobs(option, jobs):
+    return _pg.check_int(option, jobs, 1, _pg.MAX_JOBS, "a number of parallel workers")
+
+
+def check_dump_options(options, prefix=""):
+    """The dump options shared by pg_dump and the database component, checked alike: format, jobs (more than
+    one only with format=directory: pg_dump writes a custom-format file with one worker), compress, patterns.
+    Returns them normalised."""
+    out = dict(options)
+    if out.get("format") not in FORMATS:
+        raise RollbackError("%sformat: %s is not one of %s; give format: custom (one file) or format: directory"
+                            % (prefix, _pg._show(out.get("format")), ", ".join(FORMATS)))
+    jobs = check_jobs(prefix + "jobs", out.get("jobs", 1))
+    if jobs > 1 and out["format"] != "directory":
+        raise RollbackError("%sjobs: %d parallel workers need format=directory (pg_dump writes a custom-format file "
+                            "with one worker); set format: directory or jobs: 1" % (prefix, jobs))
+    if out.get("compress") is not None:
+        _pg.check_int(prefix + "compress", out["compress"], 0, 9, "a gzip level")
+    for key in PATTERN_KEYS:
+        out[key] = _pg.check_patterns(prefix + key, out.get(key))
+    return out
+
+
+def safe_file_name(name):
+    """A database name as one harmless file name component (no '/', no leading dot, no control characters)."""
+    out = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "db"
+    return out[:100]
+
+
+def check_sha256(option, value):
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _SHA256.match(value.strip().lower()):
+        raise RollbackError("%s: %s is not a sha256 (64 hexadecimal digits); give the dump's sha256, for example from "
+                            "its .sha256 file" % (option, _pg._show(value)))
+    return value.strip().lower()
 
 
 # ---------------------------------------------------------------------- TOC
@@ -243,6 +613,103 @@ def _open_snapshot(conn, db=None):
     return session
 
 
+def _pattern_regex(pattern):
+    """A pg_dump -n/-t pattern as (schema regex or '', name regex), following psql's rules: '.' separates the
+    schema, '*' and '?' are wildcards, '$' is literal, unquoted letters fold to lower case, "quoted" parts are
+    literal. None when pg_dump itself would refuse it (too many dots)."""
+    parts = [[]]
+    quoted = False
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == '"':
+            if quoted and pattern[i + 1:i + 2] == '"':
+                parts[-1].append('"')
+                i += 1
+            else:
+                quoted = not quoted
+        elif quoted:
+            parts[-1].append(re.escape(ch))
+        elif ch == ".":
+            parts.append([])
+        elif ch == "*":
+            parts[-1].append(".*")
+        elif ch == "?":
+            parts[-1].append(".")
+        elif ch == "$":
+            parts[-1].append("\\$")
+        else:
+            parts[-1].append(ch.lower() if "A" <= ch <= "Z" else ch)
+        i += 1
+    regexes = ["^(%s)$" % "".join(part) for part in parts]
+    if len(regexes) > 3:
+        return None
+    return ("", regexes[0]) if len(regexes) == 1 else (regexes[-2], regexes[-1])
+
+
+def _size(value):
+    return "%.1f MiB (%d bytes)" % (value / float(MIB), value)
+
+
+def estimate_size(conn, options):
+    """(bytes a dump is estimated to need, bytes of the selected tables on disk, number of tables)."""
+    wanted = {}
+    for key in ("schemas", "exclude_schemas", "tables", "exclude_tables"):
+        pairs = [_pattern_regex(p) for p in options.get(key) or []]
+        if any(pair is None for pair in pairs):
+            return None
+        wanted[key] = pairs
+    condition = ["c.relkind = 'r'", _pg.USER_SCHEMAS.replace("%", "%%")]
+    args = []
+    for key, include, field in (("schemas", True, "n.nspname"), ("exclude_schemas", False, "n.nspname")):
+        if wanted[key]:
+            condition.append("%s(%s ~ ANY(%%s))" % ("" if include else "NOT ", field))
+            args.append([pair[1] for pair in wanted[key]])
+    for key, include in (("tables", True), ("exclude_tables", False)):
+        if wanted[key]:
+            condition.append("%sEXISTS (SELECT 1 FROM unnest(%%s::text[], %%s::text[]) AS p(s, t) WHERE "
+                             "(p.s = '' OR n.nspname ~ p.s) AND c.relname ~ p.t)" % ("" if include else "NOT "))
+            args += [[pair[0] for pair in wanted[key]], [pair[1] for pair in wanted[key]]]
+    session = conn.connect()
+    try:
+        with session.cursor() as cur:
+            try:
+                cur.execute("SELECT coalesce(sum(pg_table_size(c.oid)), 0)::bigint, count(*) FROM pg_class c "
+                            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE " + " AND ".join(condition), args)
+            except _pg.psycopg2.Error:  # a pattern PostgreSQL's regex engine refuses: pg_dump will say so
+                return None
+            table_bytes, count = cur.fetchone()
+    finally:
+        session.close()
+    factor = 1.0 if options.get("compress") == 0 else COMPRESSED_FACTOR
+    return int(table_bytes * factor * SPACE_MARGIN) + MIB, int(table_bytes), int(count)
+
+
+def free_bytes(directory):
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
+def check_space(conn, files, options, option="dest"):
+    """Refuse a dump the filesystem has no room for, before anything is written. Returns the numbers."""
+    estimate = estimate_size(conn, options)
+    parent = os.path.dirname(files.path)
+    free = free_bytes(parent)
+    if estimate is None:
+        return {"free": free}
+    needed, table_bytes, count = estimate
+    if free < needed:
+        how = "an uncompressed dump is about that size" if options.get("compress") == 0 else \
+            "a compressed dump is estimated at %d%% of that" % (COMPRESSED_FACTOR * 100)
+        raise RollbackError(
+            "%s: not enough free space for the dump of %s: the filesystem holding %s has %s free, the dump needs an "
+            "estimated %s (the %d selected tables take %s on disk; %s; plus a %d%% margin and 1 MiB); free space "
+            "there or give a path on a bigger filesystem (nothing was written)"
+            % (option, conn.where(), parent, _size(free), _size(needed), count, _size(table_bytes), how,
+               round((SPACE_MARGIN - 1) * 100)), **{option: files.path, "free_bytes": free, "estimated_bytes": needed})
+    return {"free": free, "estimate": needed}
+
+
 def dump_plan(conn, options):
     """What a dump would hold (check mode): the tables and their estimated rows. Writes nothing."""
     session = conn.connect()
@@ -259,19 +726,91 @@ def dump_plan(conn, options):
             "estimated_rows": estimates, "filtered": bool(_filters(options))}
 
 
-def dump(conn, dest, options, verify=False, overwrite=True):
+_NO_SPACE = ("No space left on device", "Disk quota exceeded")
+
+
+def dump(conn, dest, options, verify=False, option="dest", notes=None):
     """Dump conn.db to dest with sidecars; returns the metadata (plus `verify` when asked). Atomic: the dump is
-    written under a temporary name and moved into place only once complete (and verified)."""
+    completed in a staging directory and moved into place only once complete (and verified).
+
+    dest: a path (checked with prepare_output here) or the DumpFiles prepare_output returned. `notes` (a list)
+    receives what was done about leftovers of interrupted runs."""
     fmt = options.get("format") or "custom"
     jobs = int(options.get("jobs") or 1)
-    files = DumpFiles(dest)
-    if files.exists() and not overwrite:
-        raise RollbackError("dest: %s exists; set overwrite=true to replace it" % files.path)
-    parent = os.path.dirname(files.path)
-    if not os.path.isdir(parent):
-        raise RollbackError("dest: the directory %s does not exist; create it first" % parent, dest=files.path)
+    if isinstance(dest, DumpFiles):
+        files = dest
+    else:
+        files, found = prepare_output(option, dest, fmt)
+        if notes is not None:
+            notes.extend(found)
+    space = check_space(conn, files, options, option)
     started = time.monotonic()
-    tmp = _sibling(files.path, "dumping")
+    PROGRESS.at("dumping %s to %s" % (conn.where(), files.path),
+                state="%s was not changed (a partial dump is removed)" % files.path)
+    staging = Staging(files, option)
+    try:
+        meta = _dump_into(conn, staging, options, fmt, jobs, started)
+        if verify:
+            PROGRESS.at("verifying the new dump of %s by a scratch restore" % conn.where())
+            meta["verify"] = verify_dump(conn, staging.path, meta, jobs)
+            if not meta["verify"]["verified"]:
+                raise RollbackError("verify: the new dump of %s did not restore to the same row counts (%s); it was "
+                                    "discarded and %s was left as it was"
+                                    % (conn.where(), meta["verify"]["problem"], files.path), verify=meta["verify"])
+        install(staging, meta)
+    except RollbackError as err:
+        _abandon(staging)
+        full = err.details.pop("full", None)
+        if full:
+            parent = os.path.dirname(files.path)
+            raise RollbackError("%s; the filesystem holding %s ran full while writing: %s (%s free now, the estimate "
+                                "was %s); free space there or give a path on a bigger filesystem"
+                                % (err.msg, parent, _left(staging), _size(free_bytes(parent)),
+                                   _size(space.get("estimate", 0))), **err.details)
+        if full is not None:  # pg_dump itself failed
+            raise RollbackError("%s; %s" % (err.msg, _left(staging)), **err.details)
+        raise
+    except Terminated:
+        _abandon(staging)
+        raise RollbackError("stopped by SIGTERM while dumping %s to %s; %s" % (
+            conn.where(), files.path, _left(staging)), **{option: files.path})
+    except OSError as err:
+        _abandon(staging)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            parent = os.path.dirname(files.path)
+            problem = "the filesystem holding %s is full (%s free now, the estimate was %s): free space there or " \
+                      "give a path on a bigger filesystem" % (parent, _size(free_bytes(parent)),
+                                                              _size(space.get("estimate", 0)))
+        else:
+            problem = describe_os_error(err)
+        raise RollbackError("writing the dump of %s to %s failed: %s; %s" % (conn.where(), files.path, problem,
+                                                                             _left(staging)), **{option: files.path})
+    except BaseException:
+        _abandon(staging)
+        raise
+    staging.close()
+    return meta
+
+
+def _abandon(staging):
+    """Remove a staging directory, unless files were already being moved into place (the next run completes
+    that move: the old dump is partly in the staging directory)."""
+    if staging.phase == "swapping":
+        staging.close()
+    else:
+        staging.discard()
+
+
+def _left(staging):
+    if staging.phase == "swapping":
+        return ("the finished dump was being moved into place: the next run to %s completes the move (the old "
+                "dump is kept in %s until then)" % (staging.files.path, staging.dir))
+    return "the partial dump was removed and %s was not changed" % staging.files.path
+
+
+def _dump_into(conn, staging, options, fmt, jobs, started):
+    """Run pg_dump into the staging directory, with the row counts taken in pg_dump's snapshot."""
+    files = staging.files
     session = _open_snapshot(conn)
     try:
         with session.cursor() as cur:
@@ -279,7 +818,8 @@ def dump(conn, dest, options, verify=False, overwrite=True):
             cur.execute("SELECT pg_export_snapshot()")
             snapshot_id = cur.fetchone()[0]
             argv = conn.tool_argv("pg_dump", info["major"], dbname=conn.db)
-            argv += ["-F", fmt[0], "-f", tmp, "--snapshot", snapshot_id]
+            # --strict-names: a schema or table pattern that matches nothing is an error, not a smaller dump.
+            argv += ["-F", fmt[0], "-f", staging.path, "--snapshot", snapshot_id, "--strict-names"]
             if fmt == "directory" and jobs > 1:
                 argv += ["-j", str(jobs)]
             if options.get("compress") is not None:
@@ -289,104 +829,102 @@ def dump(conn, dest, options, verify=False, overwrite=True):
             # them the dump holds): the counts cost no time of their own.
             known = _pg.relations(cur)
             counter = _Counter(cur, [name for name, kind in known.items() if kind == "table"])
+            # pg_dump starts before the counting thread: the child is forked while the module runs one thread.
+            tool = conn.start_tool(argv)
             counter.start()
             try:
-                rc, _out, err = conn.run_tool(argv)
+                rc, _out, err = tool.wait()
+            except BaseException:
+                session.cancel()
+                raise
             finally:
                 counter.join()
             # A failed count aborts the snapshot's transaction, which fails pg_dump with a message about the
             # snapshot: the count's own error is the one that says what went wrong.
-            if counter.error is not None:
+            if counter.error is not None and rc == 0:
                 raise RollbackError("counting the rows of %s failed: %s; nothing was written to %s"
-                                    % (conn.where(), getattr(counter.error, "msg", None) or str(counter.error).strip(),
-                                       files.path), dest=files.path)
+                                    % (conn.where(), conn.redact(getattr(counter.error, "msg", None) or
+                                                                 str(counter.error).strip()), files.path),
+                                    dest=files.path)
             if rc != 0:
-                raise RollbackError("pg_dump of %s failed (exit %s): %s; nothing was written to %s"
-                                    % (conn.where(), rc, err.strip()[-1500:], files.path), dest=files.path)
+                raise RollbackError("pg_dump of %s failed (exit %s): %s" % (conn.where(), rc, err.strip()[-1500:]),
+                                    dest=files.path, full=any(words in err for words in _NO_SPACE))
             dumped_at = time.monotonic()
-            objects = dump_objects(conn, info["major"], tmp, fmt, known)
+            objects = dump_objects(conn, info["major"], staging.path, fmt, known)
             tables = objects["TABLE DATA"]
             state = _pg.describe_state(cur, tables, counter.counts)
             cur.execute("SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()")
             encoding = cur.fetchone()[0]
         session.rollback()
-    except BaseException:
-        _remove(tmp)
-        raise
     finally:
         session.close()
-    try:
-        sha, manifest = compute_checksum(tmp, fmt, files.name)
-        meta = {
-            "format": fmt,
-            "meta_format": META_FORMAT,
-            "database": conn.db,
-            "encoding": encoding,
-            "server_version": info["server_version"],
-            "server_version_num": info["server_version_num"],
-            "pg_dump_major": conn.tools(info["major"])["major"],
-            "created_at": utc_now().isoformat(timespec="milliseconds"),
-            "jobs": jobs,
-            "compress": options.get("compress"),
-            "filters": {k: list(options.get(k) or []) for k in ("schemas", "exclude_schemas", "tables",
-                                                                "exclude_tables")},
-            "tables": state["counts"],
-            "relations": sorted(set(objects["TABLE"] + objects["VIEW"] + objects["MATERIALIZED VIEW"] +
-                                    objects["SEQUENCE"] + objects["FOREIGN TABLE"])),
-            "size": dump_size(tmp),
-            "seconds": round(dumped_at - started, 3),
-            "sha256": sha,
-            "source": {k: v for k, v in state.items() if k != "counts"},
-        }
-        meta["seconds_total"] = round(time.monotonic() - started, 3)
-        if verify:
-            meta["verify"] = verify_dump(conn, tmp, meta, jobs)
-            if not meta["verify"]["verified"]:
-                raise RollbackError("verify: the new dump of %s did not restore to the same row counts (%s); it was "
-                                    "discarded and %s was left as it was"
-                                    % (conn.where(), meta["verify"]["problem"], files.path), verify=meta["verify"])
-        install(files, tmp, meta, manifest)
-    except BaseException:
-        _remove(tmp)
-        raise
+    sha, manifest = compute_checksum(staging.path, fmt, files.name)
+    meta = {
+        "format": fmt,
+        "meta_format": META_FORMAT,
+        "database": conn.db,
+        "encoding": encoding,
+        "server_version": info["server_version"],
+        "server_version_num": info["server_version_num"],
+        "pg_dump_major": conn.tools(info["major"])["major"],
+        "created_at": utc_now().isoformat(timespec="milliseconds"),
+        "jobs": jobs,
+        "compress": options.get("compress"),
+        "filters": {k: list(options.get(k) or []) for k in ("schemas", "exclude_schemas", "tables",
+                                                            "exclude_tables")},
+        "tables": state["counts"],
+        "relations": sorted(set(objects["TABLE"] + objects["VIEW"] + objects["MATERIALIZED VIEW"] +
+                                objects["SEQUENCE"] + objects["FOREIGN TABLE"])),
+        "size": dump_size(staging.path),
+        "seconds": round(dumped_at - started, 3),
+        "sha256": sha,
+        "source": {k: v for k, v in state.items() if k != "counts"},
+        "_manifest": manifest,
+    }
+    meta["seconds_total"] = round(time.monotonic() - started, 3)
     return meta
 
 
-def install(files, tmp, meta, manifest):
-    """Move a finished dump into place with its sidecars. An older dump at the same path goes last."""
-    old = None
-    if files.exists():
-        old = _sibling(files.path, "replaced")
-        os.rename(files.path, old)
-    for stale in files.sidecars():
-        if os.path.lexists(stale):
-            os.unlink(stale)
-    os.rename(tmp, files.path)
-    if os.path.isdir(files.path):
-        os.chmod(files.path, 0o700)
-        for _rel, full in _walk_files(files.path):
+def install(staging, meta):
+    """Complete the dump in its staging directory (modes, sidecars), then move it into place."""
+    files = staging.files
+    manifest = meta.pop("_manifest", None)
+    inside = DumpFiles(staging.path)
+    if os.path.isdir(staging.path):
+        os.chmod(staging.path, 0o700)
+        for _rel, full in _walk_files(staging.path):
             os.chmod(full, 0o600)
     else:
-        os.chmod(files.path, 0o600)
+        os.chmod(staging.path, 0o600)
+    suffixes = ["", ".sha256", ".meta.json"]
     if manifest is not None:
-        atomic_write(files.manifest, manifest)
-        atomic_write(files.sha, ("%s  %s\n" % (meta["sha256"], os.path.basename(files.manifest))).encode())
+        atomic_write(inside.manifest, manifest)
+        atomic_write(inside.sha, ("%s  %s\n" % (meta["sha256"], os.path.basename(files.manifest))).encode())
+        suffixes.append(".manifest")
     else:
-        atomic_write(files.sha, ("%s  %s\n" % (meta["sha256"], files.name)).encode())
-    atomic_write(files.meta, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
-    if old:
-        _remove(old)
+        atomic_write(inside.sha, ("%s  %s\n" % (meta["sha256"], files.name)).encode())
+    atomic_write(inside.meta, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
+    # Someone may have put something at the path while pg_dump ran: it is not replaced either.
+    check_output(staging.option, files.path, meta["format"])
+    PROGRESS.at("moving the new dump into place at %s" % files.path,
+                state="%s may be incomplete: the next run to it completes the move" % files.path)
+    staging.set_phase("swapping", suffixes=suffixes)
+    _swap_in(staging.dir, files, suffixes)
+    staging.phase = "installed"
+    staging.discard()
+    PROGRESS.at("dumped to %s" % files.path, state="the new dump %s was written" % files.path)
 
 
 def remove_dump(path):
     files = DumpFiles(path)
-    for item in [files.path] + files.sidecars():
+    for item in [files.path] + files.sidecars() + [files.restoring]:
         _remove(item)
 
 
 # ---------------------------------------------------------------------- databases
 def _scratch_name(base, tag):
-    return "%s_fleetops_%s_%s" % (base[:30], tag, secrets.token_hex(3))
+    # 30 bytes, not characters: the whole name must stay within PostgreSQL's 63 bytes.
+    return "%s_fleetops_%s_%s" % (base.encode("utf-8")[:30].decode("utf-8", "ignore"), tag, secrets.token_hex(3))
 
 
 def database_props(cur, db):
@@ -456,7 +994,7 @@ def end_sessions(cur, db):
         except _pg.psycopg2.Error as err:
             raise RollbackError("cannot end the other sessions on %s: %s; the login role needs to be a superuser or "
                                 "a member of pg_signal_backend (and of the roles of those sessions)"
-                                % (db, str(err).strip()))
+                                % (db, redact_text(str(err).strip())))
         if not _pg.other_sessions(cur, db):
             return
         if time.monotonic() > deadline:
@@ -512,7 +1050,7 @@ class WriteBlock:
             return None
         except (_pg.psycopg2.Error, RollbackError) as err:
             return "could not undo block_writes on %s (%s); run ALTER DATABASE %s RESET default_transaction_read_only" \
-                % (self.db, getattr(err, "msg", str(err)).strip(), self.db)
+                % (self.db, redact_text(getattr(err, "msg", str(err)).strip()), self.db)
         finally:
             admin.close()
 
@@ -622,14 +1160,16 @@ def inspect_target(conn, files, meta, mode):
         with admin.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (conn.db,))
             exists = cur.fetchone() is not None
-            major = _pg.server_info(cur)["major"]
+            info = _pg.server_info(cur)
+            major = info["major"]
             conn.tools(major)
     finally:
         admin.close()
     tables = sorted(meta["tables"])
     plan = {"database": conn.db, "mode": mode, "exists": exists, "format": meta["format"], "src": files.path,
             "sha256": meta["sha256"], "dump_created_at": meta.get("created_at"),
-            "restore": {"tables": meta["tables"], "relations": len(meta.get("relations", []))}, "major": major}
+            "restore": {"tables": meta["tables"], "relations": len(meta.get("relations", []))}, "major": major,
+            "target_key": "%s/%s" % (info["system_identifier"], conn.db)}
     if not exists:
         if mode == "clean":
             raise RollbackError("db: database %s does not exist on %s; mode=clean restores into an existing database, "
@@ -728,6 +1268,86 @@ def _swap(admin, cur, db, tmp, exists):
     drop_database(cur, old)
 
 
+def _read_restoring(files):
+    try:
+        if not stat.S_ISREG(os.lstat(files.restoring).st_mode):
+            return {}
+        with open(files.restoring, encoding="utf-8") as stream:
+            data = json.load(stream)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_restoring(files, key, entry):
+    """Record (or with entry None, forget) a restore under way; a sentence when that cannot be written."""
+    data = _read_restoring(files)
+    if entry is None:
+        if key not in data:
+            return None
+        data.pop(key)
+    else:
+        data[key] = entry
+    try:
+        if data:
+            atomic_write(files.restoring, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+        elif os.path.lexists(files.restoring):
+            os.unlink(files.restoring)
+        return None
+    except OSError as err:
+        action = "update" if entry is None else "write the restore record"
+        return "could not %s %s (%s)" % (action, files.restoring, err.strerror or err)
+
+
+def _safety_state(conn, safety_meta):
+    """None when the database still holds what the safety dump holds, else why not (a sentence)."""
+    session = conn.connect(autocommit=False)
+    try:
+        session.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with session.cursor() as cur:
+            return _pg.changes_since(cur, dict(safety_meta["source"], counts=safety_meta["tables"]),
+                                     sorted(safety_meta["tables"]))
+    finally:
+        session.rollback()
+        session.close()
+
+
+def interrupted_restore(conn, files, key):
+    """What an earlier restore of this dump into this database left when it was killed, from SRC.restoring.json:
+    its safety dump (checksum verified or not) and whether the database still equals it. None if there was none.
+    Refuses while that restore still runs."""
+    entry = _read_restoring(files).get(key)
+    if not isinstance(entry, dict):
+        return None
+    alive = entry.get("started") is not None and _process_start(entry.get("pid") or 0) == entry.get("started")
+    if alive:
+        raise RollbackError("db: another restore of %s into %s is under way (pid %s, since %s); wait for it to end "
+                            "(nothing was changed)" % (files.path, conn.where(), entry.get("pid"),
+                                                       entry.get("started_at")), database=conn.db)
+    out = {key_: entry.get(key_) for key_ in ("pid", "started_at", "safety_dump", "mode", "jobs")}
+    safety_meta = None
+    if entry.get("safety_dump"):
+        try:
+            safety_meta = check_dump(DumpFiles(entry["safety_dump"]), entry.get("safety_sha256"))
+            out["safety_dump_state"] = "intact (its checksum was verified)"
+        except RollbackError as err:
+            out["safety_dump_state"] = "not usable: %s" % err.msg
+    else:
+        out["safety_dump_state"] = "none was taken"
+    if safety_meta is not None:
+        why = _safety_state(conn, safety_meta)
+        out["database_state"] = ("unchanged: it still holds what the safety dump holds (the interrupted restore was "
+                                 "rolled back)" if why is None else
+                                 "partially restored: it differs from the safety dump (%s)" % why)
+    else:
+        out["database_state"] = "unknown (no usable safety dump to compare it with)"
+    out["message"] = ("an earlier restore of %s into %s was interrupted (pid %s, started %s): the database was %s; "
+                      "its safety dump %s is %s" % (files.path, conn.where(), out["pid"], out["started_at"],
+                                                    out["database_state"], out["safety_dump"] or "-",
+                                                    out["safety_dump_state"]))
+    return out, safety_meta
+
+
 def restore(conn, files, mode="clean", jobs=1, block_writes=False, safety_dest=None, check=False,
             expected_sha=None, exact=False, revert=True):
     """Restore a checked dump into conn.db. Returns the result dict; raises RollbackError with a report.
@@ -736,31 +1356,79 @@ def restore(conn, files, mode="clean", jobs=1, block_writes=False, safety_dest=N
     back (the restore point framework reverts by itself and passes revert=False)."""
     started = time.monotonic()
     timings = {}
+    PROGRESS.at("checking the dump %s" % files.path)
     meta = check_dump(files, expected_sha)
     timings["checksum"] = round(time.monotonic() - started, 3)
     if mode not in MODES:
         raise RollbackError("mode: %r is not one of %s" % (mode, ", ".join(MODES)))
+    safety_files, notes = None, []
+    if safety_dest:
+        safety_files, notes = prepare_output("safety_dest", safety_dest, "custom", check=check)
+        if safety_files.path == files.path:
+            raise RollbackError("safety_dest: %s is the dump being restored (src); give another path (nothing was "
+                                "changed)" % safety_files.path, safety_dest=safety_files.path)
+    PROGRESS.at("planning the restore of %s into %s" % (files.path, conn.where()))
     plan = inspect_target(conn, files, meta, mode)
     major = plan.pop("major")
+    key = plan.pop("target_key")
+    found = interrupted_restore(conn, files, key)
+    interrupted, old_safety = found if found else (None, None)
     result = {"changed": plan["changed"], "plan": plan, "safety_dump": None, "database": conn.db, "mode": mode}
+    warnings = list(notes)
+    if interrupted:
+        result["interrupted"] = interrupted
+        warnings.append(interrupted["message"])
+    if warnings:
+        result["notes"] = warnings
     if check or not plan["changed"]:
         if check and plan["changed"] and safety_dest and plan["exists"]:
-            result["safety_dump"] = safety_dest
+            result["safety_dump"] = interrupted["safety_dump"] if old_safety else safety_files.path
+        if interrupted and not check:
+            problem = _write_restoring(files, key, None)
+            if problem:
+                warnings.append(problem)
         timings["plan"] = round(time.monotonic() - started - timings["checksum"], 3)
         result["seconds"] = dict(timings, total=round(time.monotonic() - started, 3))
         return result
     tables = sorted(meta["tables"])
+    if safety_files and plan["exists"] and not old_safety:
+        # Before write_block: a safety dump that cannot fit is refused while nothing is changed yet.
+        check_space(conn, safety_files, {"format": "custom"}, "safety_dest")
     blocker = WriteBlock(conn) if block_writes and plan["exists"] else None
     release_problem = None
+    recorded = False
     try:
         if blocker:
+            PROGRESS.at("blocking writes to %s" % conn.where(),
+                        state="%s may be read-only by default: run ALTER DATABASE %s RESET "
+                              "default_transaction_read_only" % (conn.db, conn.db))
             blocker.engage()
         safety_meta = None
-        if safety_dest and plan["exists"]:
+        if old_safety is not None and plan["exists"]:
+            # The database as it was before the interrupted restore: a new dump now would hold a half restore.
+            safety_meta = old_safety
+            result["safety_dump"] = interrupted["safety_dump"]
+        elif safety_files and plan["exists"]:
             begun = time.monotonic()
-            safety_meta = dump(conn, safety_dest, {"format": "custom", "compress": None})
-            result["safety_dump"] = safety_dest
+            try:
+                safety_meta = dump(conn, safety_files, {"format": "custom", "compress": None}, option="safety_dest")
+            except RollbackError as err:
+                raise RollbackError("the safety dump of %s failed, so nothing was restored and %s was not changed: %s"
+                                    % (conn.where(), conn.db, err.msg), **dict(err.details, database=conn.db))
+            result["safety_dump"] = safety_files.path
             timings["safety_dump"] = round(time.monotonic() - begun, 3)
+        entry = {"pid": os.getpid(), "started": _process_start(os.getpid()), "src": files.path, "mode": mode,
+                 "jobs": jobs, "started_at": utc_now().isoformat(timespec="seconds"),
+                 "safety_dump": result["safety_dump"], "safety_sha256": safety_meta["sha256"] if safety_meta else None}
+        # The restore point framework journals its own runs (revert=False): the record is pg_restore's.
+        problem = _write_restoring(files, key, entry) if revert else None
+        recorded = revert and problem is None
+        if problem:
+            warnings.append(problem + "; an interruption of this restore could not be reported by the next run")
+        PROGRESS.at("restoring %s into %s" % (files.path, conn.where()),
+                    state="%s may be partially restored%s" % (
+                        conn.db, "; the safety dump %s holds it as it was" % result["safety_dump"]
+                        if result["safety_dump"] else ""))
         begun = time.monotonic()
         try:
             if mode == "recreate" or exact or not plan["exists"]:
@@ -778,15 +1446,24 @@ def restore(conn, files, mode="clean", jobs=1, block_writes=False, safety_dest=N
                 bad = count_mismatches(meta["tables"], state["counts"])
                 if bad:
                     raise RollbackError("row counts after the restore differ from the dump: %s" % json.dumps(bad))
+        except Terminated:
+            raise _failed(conn, RollbackError("stopped by SIGTERM (pg_restore was stopped as well)"), mode, jobs,
+                          safety_meta, result, revert, blocker)
         except RollbackError as err:
             raise _failed(conn, err, mode, jobs, safety_meta, result, revert, blocker)
         result["verified"] = {"tables": len(tables), "rows": sum(state["counts"].values())}
         problem = write_marker(files, meta, state)
         if problem:
-            result["warnings"] = [problem]
+            warnings.append(problem)
     finally:
+        if recorded or interrupted:
+            problem = _write_restoring(files, key, None)
+            if problem:
+                warnings.append(problem)
         if blocker:
             release_problem = blocker.release()
+    if warnings:
+        result["notes"] = warnings
     if release_problem:
         raise RollbackError("%s was restored, but %s" % (conn.db, release_problem), **result)
     result["seconds"] = dict(timings, total=round(time.monotonic() - started, 3))
@@ -794,6 +1471,26 @@ def restore(conn, files, mode="clean", jobs=1, block_writes=False, safety_dest=N
 
 
 def _failed(conn, err, mode, jobs, safety_meta, result, revert, blocker):
+    """_failed_state(), its message completed with the state of the safety dump (checksum verified again) and of
+    an earlier interrupted restore."""
+    failure = _failed_state(conn, err, mode, jobs, safety_meta, result, revert, blocker)
+    extra = []
+    if result.get("interrupted"):
+        extra.append("before this run the database was already %s (an earlier restore was interrupted)"
+                     % result["interrupted"]["database_state"])
+    if safety_meta is not None and result.get("safety_dump"):
+        try:
+            check_dump(DumpFiles(result["safety_dump"]), safety_meta["sha256"])
+            extra.append("the safety dump %s is intact (its checksum was verified)" % result["safety_dump"])
+        except RollbackError as problem:
+            extra.append("the safety dump is damaged: %s" % problem.msg)
+    if not extra:
+        return failure
+    failure.details["safety_dump_state"] = extra[-1]
+    return RollbackError("%s; %s" % (failure.msg, "; ".join(extra)), **failure.details)
+
+
+def _failed_state(conn, err, mode, jobs, safety_meta, result, revert, blocker):
     """Decide what state the database is in after a failed restore, put the safety dump back if needed."""
     details = dict(result, error=err.msg)
     if mode == "recreate" or not result["plan"]["exists"]:

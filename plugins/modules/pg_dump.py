@@ -22,7 +22,17 @@ description:
     was taken, nothing is dumped and the result is C(changed=false).
 options:
   dest:
-    description: Path of the dump, a file (O(format=custom)) or a directory (O(format=directory)). Its parent must exist.
+    description:
+      - Absolute path of the dump, a file (O(format=custom)) or a directory (O(format=directory)). Its parent must
+        exist.
+      - It must be new, an empty directory, or a dump this module wrote (recognised by its C(DEST.meta.json)).
+        Anything else there (a file or a non-empty directory of someone else, a symbolic link, a FIFO, a device)
+        is refused and left as it is, and so are foreign files at the sidecar paths.
+      - Before dumping, the free space at O(dest) is compared with an estimate of the dump's size (the selected
+        tables' size on disk, halved when compressed, plus 10% and 1 MiB); too little is refused before anything
+        is written. A dump that still fills the disk is removed.
+      - A partial dump left by an interrupted run (in C(.DEST.fleetops-dump-*) beside O(dest)) is removed by the
+        next run, or a move into place it had begun is completed; it is never taken for a dump.
     type: path
     required: true
   format:
@@ -33,7 +43,9 @@ options:
     required: true
     choices: [custom, directory]
   jobs:
-    description: Parallel pg_dump workers. Only with O(format=directory); verification restores use it too.
+    description:
+      - Parallel pg_dump workers (1-256). More than one only with O(format=directory); verification restores use
+        it too.
     type: int
     default: 1
   compress:
@@ -42,7 +54,8 @@ options:
         much faster (1 is often twice as fast as 6 for a few percent more bytes).
     type: int
   schemas:
-    description: Dump only these schemas (C(pg_dump -n) patterns).
+    description:
+      - Dump only these schemas (C(pg_dump -n) patterns). Each pattern must match something (C(--strict-names)).
     type: list
     elements: str
   exclude_schemas:
@@ -50,7 +63,8 @@ options:
     type: list
     elements: str
   tables:
-    description: Dump only these tables (C(pg_dump -t) patterns).
+    description:
+      - Dump only these tables (C(pg_dump -t) patterns). Each pattern must match something (C(--strict-names)).
     type: list
     elements: str
   exclude_tables:
@@ -150,6 +164,17 @@ up_to_date:
   description: Why an existing dump was kept, or why it was replaced.
   returned: when O(dest) existed
   type: str
+recovered:
+  description:
+    - "What this run did about what interrupted runs left beside O(dest) (in check mode, what it would do):
+      a partial dump removed, or the move of a finished dump into place completed."
+  returned: when there was something
+  type: list
+  elements: str
+space:
+  description: In check mode, the free bytes (C(free)) at O(dest) and the estimated size of the dump (C(estimate)).
+  returned: check mode, when a dump would be taken
+  type: dict
 estimated_rows:
   description: In check mode, the tables of the database with their estimated rows.
   returned: check mode
@@ -177,37 +202,39 @@ class PgDumpModule(ModuleBase):
 
     def run(self):
         params = self.params
-        if params["jobs"] < 1:
-            raise RollbackError("jobs: %r must be 1 or more" % params["jobs"])
-        if params["jobs"] > 1 and params["format"] != "directory":
-            raise RollbackError("jobs: %d parallel workers need format=directory (pg_dump writes a custom-format file "
-                                "with one worker); set format: directory or jobs: 1" % params["jobs"])
-        if params["compress"] is not None and not 0 <= params["compress"] <= 9:
-            raise RollbackError("compress: %r is not a gzip level 0-9" % params["compress"])
+        _pg.check_connection(params)
+        options = _pg_ops.check_dump_options({k: params[k] for k in ("format", "jobs", "compress", "schemas",
+                                                                     "exclude_schemas", "tables", "exclude_tables")})
         conn = _pg.Conn(params)
-        options = {k: params[k] for k in ("format", "jobs", "compress", "schemas", "exclude_schemas", "tables",
-                                          "exclude_tables")}
-        files = _pg_ops.DumpFiles(params["dest"])
+        files, notes = _pg_ops.prepare_output("dest", params["dest"], options["format"], check=self.check_mode)
         current = self.up_to_date(conn, files, options)
         if self.check_mode:
             result = dict(_pg_ops.dump_plan(conn, options), changed=current is None or current[0] is None, dest=files.path)
+            if result["changed"]:
+                result["space"] = _pg_ops.check_space(conn, files, options)
             if current is not None:
                 result["up_to_date"] = current[1]
+            if notes:
+                result["recovered"] = notes
             return result
         if current is not None and current[0] is not None:
             meta = current[0]
             result = self.result(files, meta, changed=False)
             result["up_to_date"] = current[1]
+            if notes:
+                result["recovered"] = notes
             if params["verify"]:
                 result["verify"] = _pg_ops.verify_dump(conn, files.path, meta, params["jobs"])
                 if not result["verify"]["verified"]:
                     raise RollbackError("verify: the dump %s does not restore to its recorded row counts: %s"
                                         % (files.path, result["verify"]["problem"]), **result)
             return result
-        meta = _pg_ops.dump(conn, files.path, options, verify=params["verify"])
+        meta = _pg_ops.dump(conn, files, options, verify=params["verify"])
         result = self.result(files, meta, changed=True)
         if current is not None:
             result["up_to_date"] = current[1]
+        if notes:
+            result["recovered"] = notes
         return result
 
     @staticmethod

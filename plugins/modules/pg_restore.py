@@ -55,7 +55,9 @@ options:
     default: true
   safety_dest:
     description:
-      - Where to write the safety dump (custom format, with its sidecars).
+      - Where to write the safety dump (custom format, with its sidecars). Like O(fleetops.rollback.pg_dump#module:dest),
+        it must be new or a dump this collection wrote; anything else there is refused before the database is
+        touched, and so is too little free space for it.
       - Default C(<directory of src>/<db>-safety-<UTC time>.dump).
     type: path
   expected_sha256:
@@ -91,6 +93,12 @@ notes:
     restore is skipped when all of it still holds and no row of a dumped table was written after that horizon (every
     INSERT and UPDATE stamps a new row version with its transaction id, so this is one early-exit scan per table,
     not a content comparison). Any doubt means the restore runs again."
+  - "While it changes the database, a restore keeps a record in C(SRC.restoring.json). When a run is killed (even
+    by SIGKILL), the next restore of the same dump into the same database reports in RV(interrupted) what state the
+    database was left in (compared with the safety dump) and whether the safety dump is intact (its checksum is
+    verified), and uses that safety dump (the database as it was before) instead of dumping a half-restored one.
+    A SIGTERM stops pg_restore, then the failure is handled as any other (rolled back, or reverted to the safety
+    dump)."
   - "With O(mode=clean) and O(block_writes=false), an application writing during the restore can make the final row
     count check fail, which reverts to the safety dump: block writes or stop the application first."
 seealso:
@@ -154,6 +162,17 @@ state:
   description: On failure, the state the database was left in (for example C(reverted to the safety dump)).
   returned: failure
   type: str
+interrupted:
+  description:
+    - When an earlier restore of this dump into this database was killed, what it left (C(database_state),
+      C(safety_dump), C(safety_dump_state), C(message)).
+  returned: when an earlier restore was interrupted
+  type: dict
+notes:
+  description: What this run noticed and dealt with (leftovers of interrupted runs, markers it could not write).
+  returned: when there was something
+  type: list
+  elements: str
 verify:
   description: With O(verify_only), the verification result (C(verified), C(tables), C(rows), C(mismatches), C(problem)).
   returned: when O(verify_only) is true
@@ -192,16 +211,17 @@ class PgRestoreModule(ModuleBase):
 
     def run(self):
         params = self.params
-        if params["jobs"] < 1:
-            raise RollbackError("jobs: %r must be 1 or more" % params["jobs"])
+        _pg.check_connection(params)
+        jobs = _pg_ops.check_jobs("jobs", params["jobs"])
+        expected = _pg_ops.check_sha256("expected_sha256", params["expected_sha256"])
         conn = _pg.Conn(params)
-        files = _pg_ops.DumpFiles(params["src"])
+        files = _pg_ops.check_input("src", params["src"])
         if params["verify_only"]:
-            meta = _pg_ops.check_dump(files, params["expected_sha256"])
+            meta = _pg_ops.check_dump(files, expected)
             result = {"changed": False, "database": conn.db, "src": files.path}
             if self.check_mode:
                 return result
-            result["verify"] = _pg_ops.verify_dump(conn, files.path, meta, params["jobs"])
+            result["verify"] = _pg_ops.verify_dump(conn, files.path, meta, jobs)
             if not result["verify"]["verified"]:
                 raise RollbackError("verify_only: the dump %s does not restore to its recorded row counts: %s"
                                     % (files.path, result["verify"]["problem"]), **result)
@@ -209,12 +229,14 @@ class PgRestoreModule(ModuleBase):
         safety = None
         if params["safety_dump"]:
             safety = params["safety_dest"] or os.path.join(os.path.dirname(files.path), "%s-safety-%s.dump" % (
-                conn.db, utc_now().strftime("%Y%m%dT%H%M%S.%fZ")))
-        result = _pg_ops.restore(conn, files, mode=params["mode"], jobs=params["jobs"],
+                _pg_ops.safe_file_name(conn.db), utc_now().strftime("%Y%m%dT%H%M%S.%fZ")))
+        result = _pg_ops.restore(conn, files, mode=params["mode"], jobs=jobs,
                                  block_writes=params["block_writes"], safety_dest=safety, check=self.check_mode,
-                                 expected_sha=params["expected_sha256"])
+                                 expected_sha=expected)
         if self.diff_mode and result["changed"]:
             result["diff"] = restore_diff(result["plan"])
+        for note in result.get("notes", []):
+            self.module.warn(note)
         return result
 
 

@@ -169,7 +169,7 @@ def test_failed_database_restore_is_reverted_by_the_safety_point(pg_database, tm
     db = pg_database
     db.sql("CREATE INDEX accounts_bid ON pgbench_accounts (bid)")
     store = str(tmp_path / "store")
-    components = {"database": db.superuser_login(jobs=2)}
+    components = {"database": db.superuser_login(format="directory", jobs=2)}
     capture = playbook(play("Capture", {"store_path": store, "status": "known_good", "components": components}),
                        one_host)
     assert capture.rc == 0, capture.stdout

@@ -51,17 +51,21 @@ def test_find_tools_prefers_the_server_major(tmp_path):
 
 
 def test_directory_checksum_names_the_changed_file(tmp_path):
-    written = tmp_path / ".db.dir.dumping"
-    written.mkdir()
-    (written / "toc.dat").write_bytes(b"toc")
-    (written / "3001.dat.gz").write_bytes(b"rows")
-    sha, manifest = _pg_ops.compute_checksum(str(written), "directory", "db.dir")
-    assert manifest.decode().splitlines()[1].endswith("  db.dir/toc.dat")
     dump = tmp_path / "db.dir"
     files = _pg_ops.DumpFiles(str(dump))
-    meta = {"format": "directory", "tables": {}, "sha256": sha}
-    _pg_ops.install(files, str(written), meta, manifest)
+    staging = _pg_ops.Staging(files)
+    written = staging.path
+    os.mkdir(written)
+    with open(os.path.join(written, "toc.dat"), "wb") as stream:
+        stream.write(b"toc")
+    with open(os.path.join(written, "3001.dat.gz"), "wb") as stream:
+        stream.write(b"rows")
+    sha, manifest = _pg_ops.compute_checksum(written, "directory", "db.dir")
+    assert manifest.decode().splitlines()[1].endswith("  db.dir/toc.dat")
+    meta = {"format": "directory", "meta_format": 1, "tables": {}, "sha256": sha, "_manifest": manifest}
+    _pg_ops.install(staging, meta)
     assert stat.S_IMODE(os.stat(dump).st_mode) == 0o700
+    assert sorted(os.listdir(tmp_path)) == ["db.dir", "db.dir.manifest", "db.dir.meta.json", "db.dir.sha256"]
     assert _pg_ops.check_dump(files)["sha256"] == sha
     (dump / "3001.dat.gz").write_bytes(b"rows!")
     with pytest.raises(RollbackError, match="3001.dat.gz"):
@@ -102,7 +106,8 @@ def test_count_mismatches():
     ({"db": "app", "jobs": 0}, "jobs: 0"),
     ({"db": "app", "compress": 11}, "compress: 11"),
     ({"db": "app", "colour": "red"}, "unknown option colour"),
-    ({"db": "app", "tables": [""]}, "tables: give a list"),
+    ({"db": "app", "tables": [""]}, "tables: '' is not a pattern"),
+    ({"db": "app", "jobs": 2}, "jobs: 2 parallel workers need format=directory"),
 ])
 def test_database_spec_errors_name_the_option(spec, message):
     with pytest.raises(RollbackError, match=message):
@@ -174,3 +179,37 @@ def test_migrations_spec_errors():
         comp.normalize({"current": "alembic current", "downgrade": "alembic downgrade -1"})
     with pytest.raises(RollbackError, match="revision_regex"):
         comp.normalize({"current": "x", "downgrade": "y %s", "revision_regex": "(.*)"})
+
+
+@pytest.mark.parametrize("pattern, expected", [
+    ("orders", ("", "^(orders)$")),
+    ("Public.Order*", ("^(public)$", "^(order.*)$")),
+    ('"My Schema"."T?"', ("^(My\\ Schema)$", "^(T\\?)$")),
+    ("db.app.t$x", ("^(app)$", "^(t\\$x)$")),
+    ("a.b.c.d", None),
+])
+def test_dump_patterns_become_the_regexes_pg_dump_uses(pattern, expected):
+    assert _pg_ops._pattern_regex(pattern) == expected
+
+
+def test_an_own_dump_is_recognised_by_its_description_and_nothing_else(tmp_path):
+    dest = tmp_path / "x.dump"
+    dest.write_bytes(b"PGDMP")
+    with pytest.raises(RollbackError, match="did not write"):
+        _pg_ops.check_output("dest", str(dest), "custom")
+    meta = {"format": "custom", "meta_format": 1, "sha256": "0" * 64, "tables": {}}
+    (tmp_path / "x.dump.meta.json").write_text(json.dumps(meta))
+    assert _pg_ops.check_output("dest", str(dest), "directory").path == str(dest)
+    (tmp_path / "x.dump.meta.json").write_text(json.dumps(dict(meta, format="directory")))
+    with pytest.raises(RollbackError, match="did not write"):
+        _pg_ops.check_output("dest", str(dest), "custom")
+
+
+def test_names_and_digests_are_checked():
+    with pytest.raises(RollbackError, match="63 bytes"):
+        _pg.check_name("db", "x" * 64)
+    assert _pg.check_name("db", "x; rm -rf /") == "x; rm -rf /"
+    assert _pg_ops.check_sha256("expected_sha256", "AB" * 32) == "ab" * 32
+    with pytest.raises(RollbackError, match="not a sha256"):
+        _pg_ops.check_sha256("expected_sha256", "g" * 64)
+    assert _pg_ops.safe_file_name("../é x") == "___x" and _pg_ops.safe_file_name("..") == "db"
