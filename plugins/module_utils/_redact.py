@@ -616,7 +616,11 @@ def shorten_digests(data, keys=("blob", "sha256")):
     return data
 
 
-def printable_text(data, limit=256 * 1024):
+# Larger bodies are not shown in diffs.
+TEXT_LIMIT = 256 * 1024
+
+
+def printable_text(data, limit=TEXT_LIMIT):
     """Bytes as diff text, or None when binary or too large to show."""
     if data is None:
         return ""
