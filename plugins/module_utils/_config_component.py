@@ -19,7 +19,7 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._commands import
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path, check_program
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import CHUNK, describe_path, fsync_dir, sha256_file
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import (
-    TEXT_LIMIT, printable_text, redact_pair, short_digest)
+    TEXT_LIMIT, is_secret_file, printable_text, redact_pair, short_digest)
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import STAGE_PREFIX
 
 
@@ -350,8 +350,9 @@ class ConfigComponent:
                 old_text, new_text = _body_line(before), _body_line(after)
             else:
                 # Both sides at once: a secret whose value differs (a rotated key) is masked differently on each
-                # side, so the diff shows its line as a change without showing either value.
-                old_text, new_text = redact_pair(old_text, new_text)
+                # side, so the diff shows its line as a change without showing either value. A file that is secret
+                # by its name (redis.pass) has its bare lines masked too.
+                old_text, new_text = redact_pair(old_text, new_text, secret_file=is_secret_file(change["path"]))
             out.append({"before_header": change["path"], "after_header": change["path"],
                         "before": old_text, "after": new_text})
         return out

@@ -428,6 +428,42 @@ def _line_rules(line, netrc=False):
     return spans, states
 
 
+def _markers(line):
+    """The BEGIN / END markers of private keys in a line: they stay whole ("PRIVATE KEY-----" is no key and
+    its value, and a reader should see that a key is there)."""
+    return [m.span() for pattern in (PRIVATE_BEGIN, PRIVATE_END) for m in pattern.finditer(line)]
+
+
+def _outside(spans, protected):
+    """The parts of `spans` that overlap none of the `protected` spans."""
+    for low, high in protected:
+        cut = []
+        for start, end in spans:
+            if end <= low or start >= high:
+                cut.append((start, end))
+                continue
+            if start < low:
+                cut.append((start, low))
+            if end > high:
+                cut.append((high, end))
+        spans = cut
+    return spans
+
+
+def _whole_line(line):
+    """In a file that holds secrets by its name (redis.pass, master.key): a line no rule masked is masked too,
+    the value of a key: value or KEY=value line, else all of it but comments and punctuation."""
+    stripped = line.strip()
+    if not stripped or stripped.startswith(("#", ";", "//")) or not any(c.isalnum() for c in stripped) \
+            or _SECTION.match(line) or PRIVATE_BEGIN.search(line) or PRIVATE_END.search(line):
+        return []
+    match = re.match(r"\s*(?:-\s+)?[\"']?(?P<key>" + _KEY + r")[\"']?\s*(?:=|:(?!//))\s*", line)
+    if match and match.end() < len(line):
+        return _value(line, match.end(), match.group("key"))[0]
+    first = _indent(line)
+    return [(first, _rstrip(line, first, len(line)))]
+
+
 def _indent(line):
     return len(line) - len(line.lstrip())
 
@@ -500,8 +536,9 @@ def _merge(spans, length):
     return out
 
 
-def _scan(text):
-    """[(line, [(start, end), ...])]: every line of `text` (only "\\n" ends one) with its secret spans."""
+def _scan(text, secret_file=False):
+    """[(line, [(start, end), ...])]: every line of `text` (only "\\n" ends one) with its secret spans. With
+    `secret_file` (see is_secret_file), a line that no rule masks is masked whole (_whole_line)."""
     lines = text.split("\n")
     netrc = any(_NETRC_START.match(line) for line in lines)
     out, states = [], []
@@ -517,10 +554,32 @@ def _scan(text):
             found, opened = _line_rules(line, netrc)
             spans += found
             kept += opened
+            if secret_file and not any(line[a:b].strip() for a, b in spans):
+                spans += _whole_line(line)
         states = kept
+        spans = _outside(spans, _markers(line))
         merged = [(a, b) for a, b in _merge(spans, len(line)) if line[a:b].strip()]
         out.append((line, merged))
     return out
+
+
+# Names of files that are not secret though their words look so, and of files that are though they do not.
+_PUBLIC_FILES = frozenset(("passwd", "group", "authorized_keys", "authorized_keys2", "known_hosts", "ssh_known_hosts"))
+_PUBLIC_EXTENSIONS = (".pub", ".crt", ".cer", ".csr", ".der")
+_SECRET_FILES = frozenset(("shadow", "gshadow", "htpasswd", ".htpasswd", "master.key", "credentials"))
+_SECRET_EXTENSIONS = (".key", ".keytab", ".p12", ".pfx", ".jks", ".kdbx", ".gpg", ".asc")
+
+
+def is_secret_file(path):
+    """Whether a file's name says that its content as a whole is secret (redis.pass, db_password, api.token,
+    server.key, .htpasswd): a bare value in it has no key name that would give it away."""
+    name = str(path).replace("\\", "/").rsplit("/", 1)[-1]
+    lower = name.lower()
+    if lower in _PUBLIC_FILES or lower.endswith(_PUBLIC_EXTENSIONS):
+        return False
+    if lower in _SECRET_FILES or lower.endswith(_SECRET_EXTENSIONS):
+        return True
+    return key_strength(name.lstrip(".")) == 2
 
 
 def _render(line, spans, masks):
@@ -538,21 +597,22 @@ def _render(line, spans, masks):
 
 def redact_line(line):
     """One line with its secret values masked (no context from the lines around it)."""
-    spans = [(a, b) for a, b in _merge(_line_rules(line)[0], len(line)) if line[a:b].strip()]
+    spans = [(a, b) for a, b in _merge(_outside(_line_rules(line)[0], _markers(line)), len(line)) if line[a:b].strip()]
     return _render(line, spans, [REDACTED] * len(spans))
 
 
-def redact_text(text):
-    """Text with secret values replaced; key names stay so a reader sees *what* changed."""
+def redact_text(text, secret_file=False):
+    """Text with secret values replaced; key names stay so a reader sees *what* changed. `secret_file`: the text
+    is the content of a file whose name says it is secret as a whole (see is_secret_file)."""
     # Only "\n" ends a line: splitting on \r or unicode separators would cut a value in two and leak its tail.
-    return "\n".join(_render(line, spans, [REDACTED] * len(spans)) for line, spans in _scan(text))
+    return "\n".join(_render(line, spans, [REDACTED] * len(spans)) for line, spans in _scan(text, secret_file))
 
 
-def redact_pair(before, after):
+def redact_pair(before, after, secret_file=False):
     """The two sides of a diff, redacted together. A secret that is the same on both sides is masked the same;
     one whose value differs gets CHANGED_BEFORE on one side and CHANGED_AFTER on the other, so its line shows
-    in the diff as a change while neither value shows."""
-    old, new = _scan(before), _scan(after)
+    in the diff as a change while neither value shows. `secret_file` as for redact_text."""
+    old, new = _scan(before, secret_file), _scan(after, secret_file)
     old_masks = [[REDACTED] * len(spans) for _line, spans in old]
     new_masks = [[REDACTED] * len(spans) for _line, spans in new]
     old_shown = [_render(line, spans, masks) for (line, spans), masks in zip(old, old_masks)]

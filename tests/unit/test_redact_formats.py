@@ -3,6 +3,7 @@ of them never shows in redacted text, every non-secret line around it stays byte
 changes between the two sides of a diff shows as a changed line without showing either value."""
 
 import json
+import re
 import string
 
 import pytest
@@ -86,8 +87,10 @@ class Fmt:
     """One way a secret is written: keys and values to draw, the lines that hold it (a function of key and
     value, and the secret texts that must not show), and the non-secret lines that sit around it."""
 
-    def __init__(self, name, keys, values, write, neighbours):
+    def __init__(self, name, keys, values, write, neighbours, secret_file=False):
         self.name, self.keys, self.values, self.write, self.neighbours = name, keys, values, write, neighbours
+        # The file's name says it is secret as a whole (redis.pass): a bare value in it is masked too.
+        self.secret_file = secret_file
 
 
 def _single(template, encode=lambda v: v):
@@ -200,7 +203,19 @@ FORMATS += [
         lambda k, lines: (['  "%s": "-----BEGIN PRIVATE KEY-----\\n%s\\n-----END PRIVATE KEY-----\\n",'
                            % (k, "\\n".join(lines))], list(lines)), JSON_NEIGHBOURS),
 ]
+# A file that is secret by its name holds a bare value: a password, a token, a key, lines of them.
+SECRET_FILE_LINE = FREE.filter(lambda v: any(c.isalnum() for c in v) and not v.strip().startswith(("#", ";", "//"))
+                               and not v.strip().startswith(("[", "-----")))
+FORMATS += [
+    Fmt("secret-file-bare", ["redis.pass"], SECRET_FILE_LINE, lambda _k, v: ([v], [v]),
+        ["# managed by ansible", ""], secret_file=True),
+    Fmt("secret-file-lines", ["tokens"], st.lists(SECRET_FILE_LINE, min_size=1, max_size=4, unique=True),
+        lambda _k, lines: (list(lines), list(lines)), ["# one token a line", ""], secret_file=True),
+    Fmt("secret-file-yaml", ["db_password.yml"], BARE, _single("primary: {value}"), ["# rotated monthly", "---"],
+        secret_file=True),
+]
 BY_NAME = {fmt.name: fmt for fmt in FORMATS}
+MARKER = re.compile(r"^\s*-----(BEGIN|END) [A-Z ]+-----$")
 
 
 def _values_text(values):
@@ -242,7 +257,7 @@ def test_a_secret_never_shows_and_its_neighbours_stay(name, data):
     lines, neighbours, secrets = document(fmt, key, value, before, after)
     assume(not undecidable(fmt, key, value, before, after, secrets))
     text = "\n".join(lines) + "\n"
-    out = redact_text(text)
+    out = redact_text(text, secret_file=fmt.secret_file)
     for secret in secrets:
         assert secret not in out, (secret, out)
     assert REDACTED in out
@@ -250,6 +265,9 @@ def test_a_secret_never_shows_and_its_neighbours_stay(name, data):
     assert len(shown) == len(lines) + 1, "redaction changed the number of lines"
     for index in neighbours:
         assert shown[index] == lines[index], "a non-secret line changed: %r -> %r" % (lines[index], shown[index])
+    for index, line in enumerate(lines):
+        if MARKER.match(line):
+            assert shown[index] == line, "a private key's BEGIN / END line changed: %r" % shown[index]
 
 
 @pytest.mark.parametrize("name", sorted(BY_NAME))
@@ -263,7 +281,7 @@ def test_a_rotated_secret_shows_as_a_change_and_an_equal_one_does_not(name, data
     old_lines, old_neighbours, old_secrets = document(fmt, key, old, before, after)
     new_lines, new_neighbours, new_secrets = document(fmt, key, new, before, after)
     assume(not undecidable(fmt, key, old, before, after, old_secrets + new_secrets))
-    shown_old, shown_new = redact_pair("\n".join(old_lines), "\n".join(new_lines))
+    shown_old, shown_new = redact_pair("\n".join(old_lines), "\n".join(new_lines), secret_file=fmt.secret_file)
     both = shown_old + "\n" + shown_new
     for secret in old_secrets + new_secrets:
         assert secret not in both, (secret, both)
@@ -273,5 +291,5 @@ def test_a_rotated_secret_shows_as_a_change_and_an_equal_one_does_not(name, data
     for index in new_neighbours:
         assert shown_new.split("\n")[index] == new_lines[index]
     # The same value on both sides: the same text on both sides, so the diff shows no line for it.
-    same_old, same_new = redact_pair("\n".join(old_lines), "\n".join(old_lines))
-    assert same_old == same_new == redact_text("\n".join(old_lines))
+    same_old, same_new = redact_pair("\n".join(old_lines), "\n".join(old_lines), secret_file=fmt.secret_file)
+    assert same_old == same_new == redact_text("\n".join(old_lines), secret_file=fmt.secret_file)
