@@ -16,6 +16,7 @@ different mask on each side, so a rotated secret shows as a changed line without
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 
 REDACTED = "********"
@@ -34,6 +35,8 @@ _STRONG_WORDS = frozenset(("KEYS", "PSK", "AUTH", "DSN", "SALT", "CREDS", "OTP")
 # Words that end like a password ("REDIS_PASS", "MYSQL_PWD", "requirepass") but are not one.
 _NOT_PASS = frozenset(("BYPASS", "COMPASS", "SURPASS", "TRESPASS", "OVERPASS", "UNDERPASS", "ENCOMPASS", "OLDPWD"))
 # "KEY" alone, or glued to one of these ("APIKEY", "SIGNINGKEY"); not "MONKEY" nor "HOTKEY".
+# AUTH... is a secret's name, AUTHOR... is not, but for these.
+_AUTHORIZATION = ("AUTHORIZATION", "AUTHORISATION")
 _PASSES_TO = frozenset(("PROXY", "FASTCGI", "UWSGI", "SCGI", "GRPC", "MEMCACHED"))
 _KEY_PREFIXES = frozenset(("", "API", "ACCESS", "SECRET", "PRIVATE", "PRIV", "AUTH", "SIGNING", "SIGN", "MASTER",
                            "ENCRYPTION", "ENC", "CRYPT", "LICENSE", "HMAC", "SSH", "GPG", "PGP", "AES", "JWT", "SHARED",
@@ -46,8 +49,9 @@ _FILE_WORDS = frozenset(("FILE", "FILENAME", "PATH", "DIR", "KEYFILE", "LOCATION
 _KEYISH_WORDS = frozenset(("KEY", "CERT", "CERTIFICATE"))
 
 
+@functools.lru_cache(maxsize=4096)
 def _key_words(name):
-    return [word for word in _NON_ALNUM.split(_CAMEL.sub("_", name).upper()) if word]
+    return tuple(word for word in _NON_ALNUM.split(_CAMEL.sub("_", name).upper()) if word)
 
 
 def _word_strength(word):
@@ -59,19 +63,19 @@ def _word_strength(word):
         return 2
     if word.endswith(("AUTH", "SALT", "DSN")):
         return 2
-    if word.startswith("AUTH") and (not word.startswith("AUTHOR") or word.startswith(("AUTHORIZATION",
-                                                                                          "AUTHORISATION"))):
+    if word.startswith("AUTH") and (not word.startswith("AUTHOR") or word.startswith(_AUTHORIZATION)):
         return 2
     if any(part in word for part in _WEAK_PARTS):
         return 1
     return 0
 
 
+@functools.lru_cache(maxsize=4096)
 def key_strength(name):
     """2 for a name that holds a secret in any syntax, 1 for one that does only as KEY=value or key: value
     (SESSION, COOKIE), 0 for any other name."""
     words = _key_words(name)
-    if words in (["PWD"], ["OLDPWD"]):  # the shell's working directory, not a password
+    if words in (("PWD",), ("OLDPWD",)):  # the shell's working directory, not a password
         return 0
     strength = 0
     for index, word in enumerate(words):
@@ -112,7 +116,7 @@ FLAG = re.compile(r"(?<![^\s\"'=])--?(?P<key>[A-Za-z]" + r"[A-Za-z0-9_.\-]*)[ \t
 # ["app", "--password", "x"]: an argv list in JSON, YAML flow or Python.
 ARGV_FLAG = re.compile(r"(?P<q>[\"'])--?(?P<key>[A-Za-z][A-Za-z0-9_.\-]*)(?P=q)\s*,\s*(?P<vq>[\"'])")
 # The password runs to the last "@" of the authority: a raw "@" in it is a mistake, but a common one.
-URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^\s:/?#@\"']*):"
+URL_CREDENTIALS = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^\s:/?#@\"']*):"
                              r"(?P<password>[^\s/?#]+)@")
 # A token standing as the user of a URL (https://ghp_xxx@github.com/...).
 URL_TOKEN_USER = re.compile(r"://(?P<token>(?:ghp_|gho_|ghs_|ghu_|github_pat_|glpat-|xox[abps]-)[^\s:/?#@]+)@")

@@ -301,8 +301,8 @@ def test_short_digest_and_shorten_digests():
     assert short_digest(sha) == sha[:12] and short_digest("sha256:" + sha) == "sha256:" + sha[:12]
     assert short_digest(None) is None
     data = {"entries": [{"blob": sha, "rel": "a"}], "sha256": sha, "id": sha}
-    assert shorten_digests(data, keys=("blob",)) == {"entries": [{"blob": sha[:12], "rel": "a"}], "sha256": sha,
-                                                      "id": sha}
+    short = {"entries": [{"blob": sha[:12], "rel": "a"}], "sha256": sha, "id": sha}
+    assert shorten_digests(data, keys=("blob",)) == short
 
 
 def test_printable_text():
