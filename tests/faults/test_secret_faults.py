@@ -192,6 +192,22 @@ def test_systemd_cron_pgpass_compose_and_pem_secrets_never_show_in_a_diff(fault_
         assert "-----BEGIN RSA PRIVATE KEY-----" in diff_of(run, os.path.join(fault_host.etc, "tls.key"))["after"]
 
 
+@pytest.mark.fault("secret-in-diff-secret-named-file")
+def test_the_bare_content_of_a_secret_named_file_never_shows_in_a_diff(fault_host):
+    """redis.pass, master.key, .htpasswd: no key name gives their values away, the file's name does."""
+    old = {"redis.pass": "bareRedis-Old-771\n", "master.key": "0ld0f3e1a2b3c4d5e6f708192a3b4c5d\n",
+           ".htpasswd": "admin:$apr1$0ldSalt1$0ldHashValueABCDEFGHIJ\n"}
+    new = {"redis.pass": "bareRedis-New-114\n", "master.key": "4e3wf3e1a2b3c4d5e6f708192a3b4c5d\n",
+           ".htpasswd": "admin:$apr1$n3wSalt2$n3wHashValueKLMNOPQRST\n"}
+    check, real = round_trip(fault_host, old, new)
+    values = [v.strip().split(":", 1)[-1] for v in list(old.values()) + list(new.values())]
+    for run in (check, real):
+        assert_no_secret(run, values + ["0ldSalt1", "n3wHashValue"])
+        shown = diff_of(run, os.path.join(fault_host.etc, "redis.pass"))
+        assert (shown["before"], shown["after"]) == (CHANGED_BEFORE + "\n", CHANGED_AFTER + "\n")
+        assert diff_of(run, os.path.join(fault_host.etc, ".htpasswd"))["after"].startswith("admin:")
+
+
 # ------------------------------------------------------------------------------------------------ rotation
 
 
