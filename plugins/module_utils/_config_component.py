@@ -18,7 +18,8 @@ import stat
 from ansible_collections.fleetops.rollback.plugins.module_utils._commands import run_validate
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path, check_program
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import CHUNK, describe_path, fsync_dir, sha256_file
-from ansible_collections.fleetops.rollback.plugins.module_utils._redact import printable_text, redact_text
+from ansible_collections.fleetops.rollback.plugins.module_utils._redact import (
+    TEXT_LIMIT, is_secret_file, printable_text, redact_pair, short_digest)
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import STAGE_PREFIX
 
 
@@ -92,14 +93,17 @@ def _stored_bytes(entries):
 
 
 def summary(entry):
-    """What a person needs to see of an entry in a plan."""
+    """What a person needs to see of an entry in a plan. A file's sha256 is shown by its first 12 hex digits:
+    enough to tell two bodies apart, while the full hash of a short secret file would let anyone who reads the
+    result confirm guesses of it offline. Plans reach results, so the code that needs the full hash (the blob
+    check of plan(), apply) takes it from the record, never from a plan entry."""
     if not entry or entry["type"] == "absent":
         return {"type": "absent"}
     out = {"type": entry["type"], "owner": "%d:%d" % (entry["uid"], entry["gid"])}
     if entry["type"] != "link":
         out["mode"] = _mode(entry["mode"])
     if entry["type"] == "file":
-        out["sha256"] = entry.get("blob") or entry.get("sha256")
+        out["sha256"] = short_digest(entry.get("blob") or entry.get("sha256"))
         out["size"] = entry["size"]
     elif entry["type"] == "link":
         out["target"] = entry["target"]
@@ -215,7 +219,7 @@ class ConfigComponent:
 
     # ---------------------------------------------------------------- plan
     def plan(self, store, record, point_id=""):
-        changes = []
+        changes, bodies = [], {}
         for root in record["paths"]:
             wanted = {e["rel"]: e for e in root["entries"]}
             found = compare(root["path"], wanted, scan(root["path"]))
@@ -225,12 +229,15 @@ class ConfigComponent:
                 validate_argv(root["validate"], "point %s: validate of %s" % (point_id, root["path"]), "the candidate file",
                               runnable=True)
             changes += found
+            bodies.update((_join(root["path"], rel), e["blob"]) for rel, e in wanted.items() if e.get("blob"))
         for change in changes:
-            sha = change["to"].get("sha256")
+            # The full hash comes from the record: a plan entry shows only its prefix (see summary()).
+            sha = bodies.get(change["path"]) if change["to"].get("type") == "file" else None
             if sha and change["action"] in ("create", "replace", "update") and not store.blob_ok(sha):
                 raise RollbackError("point %s: the stored copy of %s (blob %s) is missing or fails its sha256 check; "
-                                    "nothing was changed; choose another point" % (point_id, change["path"], sha[:12]),
-                                    corrupt_blob=sha, path=change["path"])
+                                    "nothing was changed; choose another point"
+                                    % (point_id, change["path"], short_digest(sha)),
+                                    corrupt_blob=short_digest(sha), path=change["path"])
         return changes
 
     # ---------------------------------------------------------------- apply
@@ -337,13 +344,17 @@ class ConfigComponent:
             new = b""
             if after["type"] == "file":
                 with store.open_blob(entries[change["path"]]["blob"]) as stream:
-                    new = stream.read()
+                    new = stream.read(TEXT_LIMIT + 1)  # more than the limit is too large to show anyway
             old_text, new_text = printable_text(old), printable_text(new)
             if old_text is None or new_text is None:
-                old_text = "binary or large content, sha256 %s\n" % before.get("sha256")
-                new_text = "binary or large content, sha256 %s\n" % after.get("sha256")
+                old_text, new_text = _body_line(before), _body_line(after)
+            else:
+                # Both sides at once: a secret whose value differs (a rotated key) is masked differently on each
+                # side, so the diff shows its line as a change without showing either value. A file that is secret
+                # by its name (redis.pass) has its bare lines masked too.
+                old_text, new_text = redact_pair(old_text, new_text, secret_file=is_secret_file(change["path"]))
             out.append({"before_header": change["path"], "after_header": change["path"],
-                        "before": redact_text(old_text), "after": redact_text(new_text)})
+                        "before": old_text, "after": new_text})
         return out
 
 
@@ -374,12 +385,35 @@ def _staging_parent(path):
 
 
 def _describe(entry):
-    return "".join("%s: %s\n" % (k, entry[k]) for k in sorted(entry))
+    """An entry's summary as diff text, a "key: value" line each (a file's sha256 already cut to its prefix)."""
+    return "".join("%s: %s\n" % (k, short_digest(entry[k]) if k == "sha256" else entry[k]) for k in sorted(entry))
 
 
-def _read(path):
+def _body_line(entry):
+    if entry.get("type") != "file":
+        return _describe(entry)
+    return "binary or large content (%s bytes), sha256 %s\n" % (entry.get("size"), short_digest(entry.get("sha256")))
+
+
+def _read(path, limit=TEXT_LIMIT):
+    """Up to `limit` + 1 bytes of the file at `path` (more means too large to show), b"" when it cannot be read.
+    It never follows a link nor waits on a FIFO that took the file's place since the plan was made."""
     try:
-        with open(path, "rb") as stream:
-            return stream.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return b""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        chunks, left = [], limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, CHUNK))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)

@@ -7,7 +7,8 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import (
-    REDACTED, is_secret_key, printable_text, redact_line, redact_text)
+    CHANGED_AFTER, CHANGED_BEFORE, REDACTED, is_secret_key, key_strength, printable_text, redact_line, redact_output,
+    redact_pair, redact_text, short_digest, shorten_digests)
 
 
 @pytest.mark.parametrize("line, secret, kept", [
@@ -107,10 +108,201 @@ def test_value_with_unicode_line_boundary_is_redacted_whole(separator):
 
 def test_is_secret_key():
     for name in ("password", "DB_PASSWD", "api_token", "SECRET_KEY_BASE", "API_KEY", "key", "jwt.key", "APIKEY",
-                 "AUTH_HEADER", "credentials_file", "private", "sentry_dsn", "cookie_salt"):
+                 "AUTH_HEADER", "credentials_file", "private", "sentry_dsn", "cookie_salt", "MYSQL_PWD", "PGPASS",
+                 "PGPASSWORD", "REDIS_PASS", "db_pass", "requirepass", "masterauth", "dbPassword", "apiKey",
+                 "X-Api-Key", "Authorization", "Proxy-Authorization", "keyStorePassword", "SSLCertificateKeyFile",
+                 "$secret_key", "client_secret", "oauth_client", "PASSPHRASE", "smtp-passwd"):
         assert is_secret_key(name), name
-    for name in ("host", "port", "MONKEY", "KEYBOARD", "workers", "path", "user"):
+    for name in ("host", "port", "MONKEY", "KEYBOARD", "workers", "path", "user", "PWD", "OLDPWD",
+                 "PASSENGER_MAX_POOL_SIZE", "BYPASS_CACHE", "compass", "author", "AUTHORS", "proxy_pass",
+                 "ProxyPassReverse", "fastcgi_pass", "keepalive_timeout", "hotkey"):
         assert not is_secret_key(name), name
+    # Session and cookie names hold secrets as KEY=value, but as directives they name settings.
+    assert key_strength("SESSION_ID") == 1 and key_strength("ssl_session_cache") == 1
+    assert key_strength("requirepass") == 2
+
+
+# ---------------------------------------------------------------------------------------- issue 13 formats
+
+
+@pytest.mark.parametrize("line, secret, kept", [
+    # Well-known names with PWD and PASS.
+    ("MYSQL_PWD=hunter2-mysql", "hunter2-mysql", "MYSQL_PWD="),
+    ("PGPASS=pg-secret-1", "pg-secret-1", "PGPASS="),
+    ("REDIS_PASS=redis-secret-1", "redis-secret-1", "REDIS_PASS="),
+    # URL credentials with an empty user, and with an "@" left raw in the password.
+    ("REDIS_URL=redis://:redis-url-pw@cache:6379/0", "redis-url-pw", "REDIS_URL=redis://:"),
+    ("cache: rediss://:tls-pw-42@cache.internal:6380", "tls-pw-42", "cache: rediss://:"),
+    ("DATABASE_URL=postgres://app:p@ss-w0rd@db/app", "ss-w0rd", "DATABASE_URL=postgres://app:"),
+    ("MYSQL_ADDR=app:go-dsn-pw@tcp(db:3306)/app", "go-dsn-pw", "MYSQL_ADDR=app:"),
+    # netrc tokens.
+    ("machine api.example.com login joe password netrc-pw-1", "netrc-pw-1", "machine api.example.com login joe"),
+    ("machine h login u passwd netrc-pw-2 account acct-77", "netrc-pw-2", "machine h login u passwd"),
+    ("machine h login u account acct-secret-77", "acct-secret-77", "machine h login u account"),
+    # Authorization headers in any syntax, and bearer / basic tokens anywhere.
+    ('proxy_set_header Authorization "Bearer nginx-tok-123";', "nginx-tok-123", 'proxy_set_header Authorization "Bearer '),
+    ('RequestHeader set Authorization "Basic dXNlcjpwYXNzd29yZA=="', "dXNlcjpwYXNzd29yZA==", "RequestHeader set"),
+    ("curl -H 'Authorization: Bearer curl-tok-456' https://api", "curl-tok-456", "curl -H 'Authorization: Bearer "),
+    ('curl -H "X-Api-Key: curl-key-789" https://api', "curl-key-789", 'curl -H "X-Api-Key: '),
+    ('{"headers": {"Authorization": "Bearer json-tok-1"}, "timeout": 5}', "json-tok-1", '{"headers": '),
+    ("    Authorization: Bearer yaml-tok-2", "yaml-tok-2", "    Authorization: Bearer "),
+    ("# try: curl with Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig now", "eyJhbGciOiJIUzI1NiJ9.e30.sig", "# try: curl with"),
+    ("curl -u admin:curl-user-pw https://api", "curl-user-pw", "curl -u admin:"),
+    # A value after a secret key on any line.
+    ("set $secret_key nginx-set-value;", "nginx-set-value", "set $secret_key "),
+    ("requirepass redis-requirepass", "redis-requirepass", "requirepass "),
+    ("masterauth redis-masterauth", "redis-masterauth", "masterauth "),
+    ("# requirepass foobared-old", "foobared-old", "# requirepass "),
+    ("password ini-space-pw", "ini-space-pw", "password "),
+    ("SetEnv DB_PASSWORD apache-env-pw", "apache-env-pw", "SetEnv DB_PASSWORD "),
+    ("ExecStart=/usr/bin/app --password=flag-pw-1 --port 80", "flag-pw-1", "ExecStart=/usr/bin/app --password="),
+    ("ExecStart=/usr/bin/app --db-password flag-pw-2 --port 80", "flag-pw-2", "ExecStart=/usr/bin/app --db-password "),
+    ("0 3 * * * /usr/bin/backup --password cron-pw-3 >/dev/null", "cron-pw-3", "0 3 * * * /usr/bin/backup"),
+    ("30 2 * * * root mysqldump -u root -pmysql-pw-4 app", "mysql-pw-4", "30 2 * * * root mysqldump -u root -p"),
+    ('command: ["app", "--api-token", "argv-tok-5"]', "argv-tok-5", 'command: ["app", "--api-token", "'),
+    # pgpass, systemd, docker-compose.
+    ("db.example.com:5432:app:appuser:pgpass-pw-1", "pgpass-pw-1", "db.example.com:5432:app:appuser:"),
+    ("*:*:*:replicator:pg\\:pass\\\\word", "pass", "*:*:*:replicator:"),
+    ('Environment="API_TOKEN=sys tok 1" "LOG_LEVEL=debug"', "sys tok 1", 'Environment="API_TOKEN='),
+    ("Environment=DB_PASSWORD=sys-pw-2 LOG_LEVEL=debug", "sys-pw-2", "Environment=DB_PASSWORD="),
+    ("      - DB_PASSWORD=compose pw 3", "compose pw 3", "      - DB_PASSWORD="),
+    ('      - "API_TOKEN=compose-tok-4"', "compose-tok-4", '      - "API_TOKEN='),
+    ('db = { host = "db", password = "toml inline pw" }', "toml inline pw", 'db = { host = "db", password = "'),
+    ('"api_keys": ["arr-key-1", "arr-key-2"],', "arr-key-", '"api_keys": ["'),
+    ("-Djavax.net.ssl.keyStorePassword=jks-pw-5", "jks-pw-5", "-Djavax.net.ssl.keyStorePassword="),
+])
+def test_secrets_of_every_syntax_are_redacted(line, secret, kept):
+    out = redact_text("HOST=db\n%s\nPORT=5432\n" % line)
+    assert secret not in out, out
+    assert out.startswith("HOST=db\n" + kept), out
+    assert out.endswith("\nPORT=5432\n")
+    assert REDACTED in out
+
+
+@pytest.mark.parametrize("line", [
+    "PWD=/srv/app",
+    "PASSENGER_MAX_POOL_SIZE=6",
+    "proxy_pass http://127.0.0.1:8080;",
+    "ProxyPass / http://127.0.0.1:8080/",
+    "ssl_certificate_key /etc/ssl/private/app.key;",
+    "SSLCertificateKeyFile /etc/ssl/private/app.key",
+    "DB_PASSWORD_FILE=/run/secrets/db",
+    "ssl_session_cache shared:SSL:10m;",
+    "ssl_session_timeout 1d;",
+    "auth_basic off;",
+    "image: nginx:1.25@sha256:0123abcd",
+    "url: https://example.com:8443/path?email=a@b.example",
+    "# hostname:port:database:username:password",
+    "machine other.example.com login bob",
+    "# Basic configuration follows",
+    "# the token expires after an hour",
+    "ExecStart=/usr/bin/app --port 80 --password-stdin",
+])
+def test_lookalikes_are_untouched(line):
+    assert redact_text(line + "\n") == line + "\n"
+
+
+def test_multi_line_secret_values_are_redacted_to_their_end():
+    text = "\n".join([
+        "api:",
+        "  password: |",
+        "    block-line-1",
+        "    block-line-2",
+        "  user: bob",
+        "passwords:",
+        "  - list-pw-1",
+        "  - name: x",
+        "    key: list-pw-2",
+        "host: db",
+        "[secrets]",
+        'github = "section-pw"',
+        "[server]",
+        "port = 80",
+        'PRIVATE_KEY="',
+        "quoted-line-1",
+        '"',
+        "NEXT=1",
+        "{",
+        '  "api_keys": [',
+        '    "array-pw-1",',
+        '    "array-pw-2"',
+        "  ],",
+        '  "host": "db"',
+        "}",
+        'password = """',
+        "toml-multi-pw",
+        '"""',
+        "x = 1",
+        "machine api.example.com",
+        "  login joe",
+        "  account netrc-acct-9",
+    ]) + "\n"
+    out = redact_text(text)
+    for secret in ("block-line", "list-pw", "section-pw", "quoted-line", "array-pw", "toml-multi-pw", "netrc-acct"):
+        assert secret not in out, (secret, out)
+    for kept in ("  user: bob", "host: db", "port = 80", "NEXT=1", '  "host": "db"', "x = 1", "  login joe"):
+        assert "\n%s\n" % kept in out, (kept, out)
+    assert out.count("\n") == text.count("\n")
+
+
+# ---------------------------------------------------------------------------------------- pairs (diffs)
+
+
+def test_a_rotated_secret_differs_between_the_sides_of_a_diff():
+    before = "HOST=db\nSECRET_KEY=old-rotated-value\nAPI_TOKEN=same-token\n"
+    after = "HOST=db\nSECRET_KEY=new-rotated-value\nAPI_TOKEN=same-token\n"
+    old, new = redact_pair(before, after)
+    assert old == "HOST=db\nSECRET_KEY=%s\nAPI_TOKEN=%s\n" % (CHANGED_BEFORE, REDACTED)
+    assert new == "HOST=db\nSECRET_KEY=%s\nAPI_TOKEN=%s\n" % (CHANGED_AFTER, REDACTED)
+    # Nothing of the values is in the masks: the same masks for any two different values.
+    assert redact_pair(before.replace("old-rotated", "x"), after) == (old, new)
+
+
+def test_an_unchanged_secret_redacts_the_same_on_both_sides():
+    text = "HOST=db\nSECRET_KEY=kept-value\n"
+    assert redact_pair(text, text.replace("HOST=db", "HOST=db2")) == (
+        redact_text(text), redact_text(text.replace("HOST=db", "HOST=db2")))
+
+
+def test_pair_marks_secrets_of_lines_that_change_anyway():
+    old, new = redact_pair("DB_URL=postgres://app:pw-1@db1/app\nX=1\n", "DB_URL=postgres://app:pw-2@db2/app\nX=1\n")
+    assert old == "DB_URL=postgres://app:%s@db1/app\nX=1\n" % CHANGED_BEFORE
+    assert new == "DB_URL=postgres://app:%s@db2/app\nX=1\n" % CHANGED_AFTER
+    old, new = redact_pair("DB_URL=postgres://app:pw-1@db1/app\n", "DB_URL=postgres://app:pw-1@db2/app\n")
+    assert REDACTED + "@db1" in old and REDACTED + "@db2" in new and "changed" not in old + new
+
+
+def test_pair_of_a_rotated_private_key():
+    key = "-----BEGIN PRIVATE KEY-----\n%s\n-----END PRIVATE KEY-----\n"
+    old, new = redact_pair(key % "MIIEold0key0body", key % "MIIEnew0key0body")
+    assert "MIIE" not in old + new and old != new
+
+
+# ---------------------------------------------------------------------------------------- tool output
+
+
+def test_redact_output_takes_bytes_and_text_and_cuts_after_redacting():
+    out = redact_output(b"checking /etc/app/.env\nDB_PASSWORD=echoed-by-validator\nerror: line 2\n", limit=30)
+    assert "echoed-by-validator" not in out and out.endswith("error: line 2")
+    # A cut before redacting would keep "WORD=<value>" without the key that makes it a secret.
+    long = "x" * 1000 + "\nMY_PASSWORD=tail-secret-value\n"
+    for limit in range(5, 40):
+        assert "tail-secret" not in redact_output(long, limit=limit)
+    assert redact_output(None) == "" and redact_output("  plain  ") == "plain"
+
+
+def test_redact_output_sees_through_terminal_colours():
+    out = redact_output("\x1b[1mpassword\x1b[0m: coloured-secret\r\nok\x1b]0;title\x07\n")
+    assert "coloured-secret" not in out and out.endswith("ok")
+
+
+def test_short_digest_and_shorten_digests():
+    sha = "ab" * 32
+    assert short_digest(sha) == sha[:12] and short_digest("sha256:" + sha) == "sha256:" + sha[:12]
+    assert short_digest(None) is None
+    data = {"entries": [{"blob": sha, "rel": "a"}], "sha256": sha, "id": sha}
+    short = {"entries": [{"blob": sha[:12], "rel": "a"}], "sha256": sha, "id": sha}
+    assert shorten_digests(data, keys=("blob",)) == short
 
 
 def test_printable_text():
@@ -150,6 +342,8 @@ FORMATS = {
 def test_secret_values_never_appear_in_redacted_text(key, value, fmt):
     assert is_secret_key(key)
     assume(value.strip())
+    # A value that is only an opening quote or bracket opens a multi-line value: not this one-line case.
+    assume(value.strip() not in ('"', "'", '"""', "'''", "[", "{"))
     shown = value
     if fmt == "json":
         shown = json.dumps(value)[1:-1]
