@@ -15,7 +15,7 @@ import shlex
 import shutil
 import stat
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._commands import run_validate
+from ansible_collections.fleetops.rollback.plugins.module_utils._commands import run_validate, show_command
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path, check_program
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import CHUNK, describe_path, fsync_dir, sha256_file
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import (
@@ -280,7 +280,7 @@ class ConfigComponent:
             problem = run_validate(root["validate"], tmp)
             if problem:
                 raise RollbackError("config: %s failed validation (%s) with %s; nothing was changed"
-                                    % (path, root["validate"], problem), path=path)
+                                    % (path, show_command(root["validate"]), problem), path=path)
         return tmp
 
     @staticmethod
@@ -362,11 +362,13 @@ def validate_argv(command, where, what, runnable=False):
     """A validate command as given: text holding %s (where `what` goes) that splits into arguments; with `runnable`
     (before a restore changes anything), its program must also exist."""
     if not isinstance(command, str) or "%s" not in command:
-        raise RollbackError("%s: %r must be a command containing %%s (%s)" % (where, command, what))
+        raise RollbackError("%s: %r must be a command containing %%s (%s)"
+                            % (where, show_command(command) if isinstance(command, str) else command, what))
     try:
         argv = shlex.split(command)
     except ValueError as err:
-        raise RollbackError("%s: %r cannot be split into arguments (%s); check its quotes" % (where, command, err))
+        raise RollbackError("%s: %r cannot be split into arguments (%s); check its quotes"
+                            % (where, show_command(command), err))
     if not argv or "\x00" in command:
         raise RollbackError("%s: %r is not a command" % (where, command))
     if runnable:

@@ -17,7 +17,8 @@ import shlex
 import subprocess
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path, check_program
-from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
+from ansible_collections.fleetops.rollback.plugins.module_utils._commands import show_command
+from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_output
 
 DEFAULT_REGEX = r"^(?P<revision>[0-9A-Za-z_][0-9A-Za-z_.\-]*)(?:\s+\(.*\))?\s*$"
 DEFAULT_TIMEOUT = 600
@@ -33,7 +34,7 @@ def _argv(value, where, placeholder=False):
         raise RollbackError("%s: %r holds a NUL byte" % (where, value))
     if placeholder and not any("%s" in v for v in value):
         raise RollbackError("%s: %r must contain %%s where the revision goes, for example 'alembic downgrade %%s'"
-                            % (where, " ".join(value)))
+                            % (where, show_command(value)))
     return value
 
 
@@ -42,12 +43,12 @@ def _run(argv, record):
         proc = subprocess.run(argv, cwd=record.get("chdir") or None, stdin=subprocess.DEVNULL, capture_output=True,
                               timeout=record.get("timeout") or DEFAULT_TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired) as err:
-        raise RollbackError("migrations: could not run %s: %s" % (" ".join(argv[:4]), err))
+        raise RollbackError("migrations: could not run %s: %s" % (show_command(argv[:4]), err))
     return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
 
 
 def _tail(text):
-    return redact_text(text.strip()[-800:])
+    return redact_output(text, limit=800)
 
 
 class MigrationsComponent:
@@ -97,12 +98,12 @@ class MigrationsComponent:
         """The revision the current command reports (None: no revision, the base)."""
         rc, out, err = _run(record["current"], record)
         if rc != 0:
-            raise RollbackError("migrations: %s exited %s: %s" % (" ".join(record["current"]), rc, _tail(err or out)))
+            raise RollbackError("migrations: %s exited %s: %s" % (show_command(record["current"]), rc, _tail(err or out)))
         found = [m.group("revision") for m in re.finditer(record["revision_regex"], out, re.MULTILINE)]
         found = sorted(set(found))
         if len(found) > 1:
             raise RollbackError("migrations: %s reports several revisions (%s); a point holds one revision, merge the "
-                                "heads first" % (" ".join(record["current"]), ", ".join(found)))
+                                "heads first" % (show_command(record["current"]), ", ".join(found)))
         return found[0] if found else None
 
     def capture(self, store, spec, point_id=None):
@@ -128,12 +129,12 @@ class MigrationsComponent:
         if not changes:
             return
         rc, out, err = _run(self._command(record, "downgrade"), record)
-        problem = None if rc == 0 else "%s exited %s: %s" % (" ".join(self._command(record, "downgrade")), rc,
+        problem = None if rc == 0 else "%s exited %s: %s" % (show_command(self._command(record, "downgrade")), rc,
                                                              _tail(err or out))
         if problem and record.get("upgrade"):
             rc, out, err = _run(self._command(record, "upgrade"), record)
             problem = None if rc == 0 else "%s; then %s exited %s: %s" % (
-                problem, " ".join(self._command(record, "upgrade")), rc, _tail(err or out))
+                problem, show_command(self._command(record, "upgrade")), rc, _tail(err or out))
         if problem:
             raise RollbackError("migrations: %s" % problem)
         now = self.current(record)

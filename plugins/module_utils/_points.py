@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import time
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import (
     HOST_UNTOUCHED, PROGRESS, RollbackError, check_program, describe_os_error)
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import canonical_json, sha256_bytes
-from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
+from ansible_collections.fleetops.rollback.plugins.module_utils._commands import command_output, show_command
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import MANIFEST_FORMAT, actor, machine_id, utc_now
 
 
@@ -313,16 +314,20 @@ def run_restart_commands(commands):
     records = []
     for argv in commands:
         begun = time.monotonic()
-        PROGRESS.at("running the restart command %s" % " ".join(argv[:3]))
+        shown = show_command(argv[:3])
+        PROGRESS.at("running the restart command %s" % shown)
         try:
             proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=RESTART_TIMEOUT,
                                   check=False)
-            rc, output = proc.returncode, redact_text((proc.stderr or proc.stdout).decode("utf-8", "replace").strip()[-500:])
-        except (OSError, subprocess.TimeoutExpired) as err:
-            rc, output = None, redact_text(str(err))
-        records.append({"command": argv[:3], "rc": rc, "seconds": round(time.monotonic() - begun, 3)})
+            rc, output = proc.returncode, command_output(proc.stdout.decode("utf-8", "replace"),
+                                                         proc.stderr.decode("utf-8", "replace"))
+        except subprocess.TimeoutExpired:
+            rc, output = None, "no answer within %d s" % RESTART_TIMEOUT
+        except OSError as err:
+            rc, output = None, describe_os_error(err)
+        records.append({"command": shlex.split(shown), "rc": rc, "seconds": round(time.monotonic() - begun, 3)})
         if rc != 0:
-            return records, "%s exited %s: %s" % (" ".join(argv[:3]), rc, output)
+            return records, "%s exited %s: %s" % (shown, rc, output)
     return records, None
 
 
@@ -380,7 +385,7 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
         result["diff"] = [d for name, c in changes.items() for d in COMPONENTS[name].diff(store, records[name], c)]
     if check:
         if restart_commands and result["changed"]:
-            result["restarted"] = [{"command": argv[:3], "rc": None} for argv in restart_commands]
+            result["restarted"] = [{"command": shlex.split(show_command(argv[:3])), "rc": None} for argv in restart_commands]
         return result
     if not result["changed"]:
         if interrupted:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._commands import run_validate
+from ansible_collections.fleetops.rollback.plugins.module_utils._commands import run_validate, show_command
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path
 from ansible_collections.fleetops.rollback.plugins.module_utils._config_component import validate_argv
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import fsync_dir
@@ -87,7 +87,7 @@ class ReleaseComponent:
         if record.get("validate") and not record.get("exact"):
             problem = run_validate(record["validate"], resolved)
             if problem:
-                raise RollbackError("release: %s failed validation (%s) with %s" % (resolved, record["validate"], problem),
+                raise RollbackError("release: %s failed validation (%s) with %s" % (resolved, show_command(record["validate"]), problem),
                                     path=resolved)
         with store.staging([os.path.dirname(path)]) as stage_name:
             tmp = stage_name(os.path.dirname(path))

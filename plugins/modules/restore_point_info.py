@@ -73,7 +73,9 @@ unreadable:
   type: list
   elements: dict
 point:
-  description: The whole manifest of O(point).
+  description:
+    - The whole manifest of O(point). Config file bodies are named by the first 12 hex digits of their sha256 (as
+      in plans and diffs), never the full hash; a database dump keeps its full sha256.
   returned: when O(point) is given
   type: dict
 verified:
@@ -81,7 +83,7 @@ verified:
   returned: when O(verify) is true
   type: bool
 corrupt:
-  description: With O(verify), the blob hashes that are missing or corrupt.
+  description: With O(verify), the blobs that are missing or corrupt, by the first 12 hex digits of their sha256.
   returned: when O(verify) is true
   type: list
   elements: str
@@ -105,6 +107,7 @@ interrupted_rollback:
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
 from ansible_collections.fleetops.rollback.plugins.module_utils._points import summary
+from ansible_collections.fleetops.rollback.plugins.module_utils._redact import short_digest, shorten_digests
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store, blob_refs
 
 
@@ -126,10 +129,16 @@ class RestorePointInfoModule(ModuleBase):
                   "interrupted_rollback": store.in_progress() if exists else None}
         if self.params["point"]:
             manifest = store.resolve(self.params["point"])
-            result["point"] = manifest
+            # File bodies by a prefix of their hash: the full sha256 of a short secret file would let anyone who reads
+            # the result confirm guesses of it offline. A database dump keeps its full sha256 (pg_restore checks it).
+            shown = dict(manifest, fingerprint=short_digest(manifest.get("fingerprint")))
+            shown["components"] = dict(manifest["components"])
+            if "config" in shown["components"]:
+                shown["components"]["config"] = shorten_digests(manifest["components"]["config"], keys=("blob",))
+            result["point"] = shown
             if self.params["verify"]:
                 corrupt = sorted(sha for sha in blob_refs(manifest["components"]) if not store.blob_ok(sha))
-                result.update(verified=not corrupt, corrupt=corrupt)
+                result.update(verified=not corrupt, corrupt=[short_digest(sha) for sha in corrupt])
         if self.params["journal"] < 0:
             raise RollbackError("journal: %d is not a number of events; give 0 or more" % self.params["journal"])
         if self.params["journal"] > 0:
