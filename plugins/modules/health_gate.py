@@ -470,6 +470,7 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._health import (
     HEALTHY,
     HealthInputError,
     failure_message,
+    hide_url_secrets,
     parse_policy,
     parse_targets,
     poll,
@@ -498,12 +499,16 @@ class HealthGate(ModuleBase):
 
     def run(self):
         params = self.params
+        # A password in a URL is refused below, but the task's arguments are echoed back: hide it there too.
+        self.module.no_log_values.update(hide_url_secrets([params["checks"], params["targets"]]))
         try:
             policy = parse_policy(interval=params["interval"], timeout=params["timeout"],
                                   successes=params["successes"], failures=params["failures"])
             targets = parse_targets(checks=params["checks"], targets=params["targets"], name=params["name"])
         except HealthInputError as err:
             raise RollbackError(str(err)) from None
+        self.progress.at("polling the health checks of %d target%s (no verdict yet)"
+                         % (len(targets), "" if len(targets) == 1 else "s"))
         report = poll(targets, policy)
         result = dict(changed=False, **report)
         if params["checks"] is not None:

@@ -117,11 +117,25 @@ journaled:
   type: bool
 """
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import DEFAULT_STORE_PATH, ModuleBase
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import (
+    DEFAULT_STORE_PATH,
+    ModuleBase,
+    RollbackError,
+    check_path,
+)
+from ansible_collections.fleetops.rollback.plugins.module_utils._pathkind import directory_problem
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_data, sanitize, secret_values
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store, actor, utc_now
 
 ERROR_LIMIT = 2000
+NAME_LIMIT = 200
+# Fields the journal sets itself: who acted and when cannot be given in details.
+RESERVED = ("ts", "event", "actor")
+
+
+def _shown(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 4] + "...'"
 
 
 class RollbackJournalModule(ModuleBase):
@@ -140,6 +154,29 @@ class RollbackJournalModule(ModuleBase):
         create=dict(type="bool", default=False),
     )
 
+    def check(self):
+        """Refuse bad input before anything is written: each message names the option and the value."""
+        params = self.params
+        for option in ("event", "outcome", "run_id", "run_type"):
+            value = params[option]
+            if value is None and option in ("run_id", "run_type"):
+                continue
+            if not value or not value.strip() or not value.isprintable() or len(value) > NAME_LIMIT:
+                raise RollbackError("%s: %s is not a name for the journal; give printable text of 1 to %d characters "
+                                    "(for example %s)" % (option, _shown(value), NAME_LIMIT,
+                                                          {"event": "rollback", "outcome": "failed"}.get(option, "an id")))
+        for option in ("reason", "step"):
+            if params[option] is not None and "\x00" in params[option]:
+                raise RollbackError("%s: %s holds a NUL byte; give it as text" % (option, _shown(params[option])))
+        for key in params["details"] or {}:
+            if key in RESERVED:
+                raise RollbackError("details.%s: set by the journal itself (when and who); give it another name" % key)
+        path = check_path("store_path", params["store_path"])
+        problem = directory_problem(path)
+        if problem:
+            raise RollbackError("store_path: %r: %s; give the store's directory" % (path, problem))
+        return path
+
     def fields(self):
         fields = dict(self.params["details"] or {})
         named = {"outcome": self.params["outcome"], "run": self.params["run_id"], "type": self.params["run_type"],
@@ -150,7 +187,7 @@ class RollbackJournalModule(ModuleBase):
         return sanitize(fields, secrets) if secrets else fields
 
     def run(self):
-        store = Store(self.params["store_path"])
+        store = Store(self.check())
         fields = self.fields()
         if not store.exists() and not self.params["create"]:
             return {"changed": False, "journaled": False,

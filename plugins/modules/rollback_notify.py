@@ -193,9 +193,7 @@ class RollbackNotifyModule(ModuleBase):
 
     def run(self):
         params = self.params
-        if params["timeout"] <= 0 or params["retries"] < 0 or params["backoff"] < 0:
-            raise RollbackError("timeout must be above 0, retries and backoff 0 or more; got timeout=%s retries=%s "
-                                "backoff=%s" % (params["timeout"], params["retries"], params["backoff"]))
+        _notify.check_delivery(params["timeout"], params["retries"], params["backoff"], params["duration"])
         webhooks = _notify.validate_webhooks(params["webhooks"])
         secrets = sorted(_redact.secret_values(params["secret_values"], inherited=True))
         for hook in webhooks:  # never post a webhook's own credentials to another one
@@ -208,6 +206,8 @@ class RollbackNotifyModule(ModuleBase):
             return {"changed": False, "payload": payload, "delivered": 0,
                     "webhooks": [{"name": h["name"], "target": _notify.describe(h["url"]), "ok": None, "status": None,
                                   "attempts": 0, "seconds": 0.0, "error": None} for h in webhooks]}
+        self.progress.at("posting the %s notification to %d webhook%s" % (
+            params["event"], len(webhooks), "" if len(webhooks) == 1 else "s"))
         results = _notify.deliver(webhooks, payload, timeout=params["timeout"], retries=params["retries"],
                                   backoff=params["backoff"])
         failed = [r for r in results if not r["ok"]]

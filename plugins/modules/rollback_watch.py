@@ -311,7 +311,7 @@ history:
 """
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._health import CHECK_OPTIONS
+from ansible_collections.fleetops.rollback.plugins.module_utils._health import CHECK_OPTIONS, hide_url_secrets
 from ansible_collections.fleetops.rollback.plugins.module_utils._watch import ON_EMPTY, Watch, WatchInputError
 
 
@@ -338,6 +338,7 @@ class RollbackWatch(ModuleBase):
 
     def run(self):
         p = self.params
+        self.module.no_log_values.update(hide_url_secrets([p["prometheus_url"], p["targets"]]))
         try:
             watch = Watch(queries=p["queries"], prometheus_url=p["prometheus_url"],
                           prometheus_headers=p["prometheus_headers"], validate_certs=p["validate_certs"],
@@ -346,6 +347,7 @@ class RollbackWatch(ModuleBase):
                           request_timeout=p["request_timeout"], on_empty=p["on_empty"])
         except WatchInputError as err:
             raise RollbackError(str(err)) from None
+        self.progress.at("watching the signals (no decision yet)")
         report = watch.run()
         for name, error in sorted(report["query_errors"].items()):
             self.module.warn("rollback_watch: signal %s was not measured in the last round: %s" % (name, error))
