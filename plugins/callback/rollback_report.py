@@ -77,7 +77,7 @@ import time
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 
-from ansible_collections.fleetops.rollback.plugins.plugin_utils._report import RunRecorder, write_report
+from ansible_collections.fleetops.rollback.plugins.plugin_utils._report import ReportError, RunRecorder, write_report
 
 _STAT_KEYS = ("ok", "changed", "failures", "unreachable", "skipped", "rescued", "ignored")
 
@@ -195,8 +195,11 @@ class CallbackModule(CallbackBase):
         try:
             report = self.recorder.build()
             paths = write_report(report, directory, formats=tuple(self.get_option("formats") or ("json", "md", "svg")))
+        except ReportError as err:  # the directory's fault, said plainly; the run's outcome stands
+            self._display.warning("rollback_report: the report of this run was not written: %s" % err)
+            return
         except Exception as err:  # pylint: disable=broad-except  # a report must never turn a run into a failure
-            self._display.warning("rollback_report: the report of this run could not be written to %s: %s"
-                                  % (directory, err))
+            self._display.warning("rollback_report: the report of this run could not be written to %s: %s: %s"
+                                  % (directory, type(err).__name__, err))
             return
         self._display.display("rollback report: %s" % ", ".join(paths[f] for f in ("md", "json", "svg") if f in paths))

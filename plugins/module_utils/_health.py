@@ -794,8 +794,14 @@ def _kind(mode):
 
 def _check_program(program, where):
     """An absolute program path that exists must be a regular file (a FIFO or a device would never run, and a
-    directory or a dangling link is a typo). A missing program stays a failed sample: it may be installed later."""
-    if not os.path.isabs(program) or not os.path.lexists(program):
+    directory or a dangling link is a typo); a missing one with a space in it is a shell line given as a program.
+    Any other missing program stays a failed sample: it may be installed later."""
+    if not os.path.lexists(program):
+        if any(char.isspace() for char in program):
+            raise HealthInputError("%s: %s is not a program: give the program and each argument as separate items "
+                                   "of argv (argv is never run through a shell)" % (where, _show(program)))
+        return
+    if not os.path.isabs(program):
         return
     try:
         mode = os.stat(program).st_mode
@@ -885,6 +891,9 @@ def parse_url(url, where, kind="http"):
                                % (where, _show(_redact_url(url)), example))
     if port == 0:
         raise HealthInputError("%s: %s has port 0; give a TCP port (1-65535)" % (where, _show(url)))
+    if not (parts.path + parts.query + parts.fragment).isascii():
+        raise HealthInputError("%s: %s holds non-ASCII characters in its path or query; percent-encode them "
+                               "(%%C3%%BC for u-umlaut)" % (where, _show(_redact_url(url))))
     if parts.username is not None or parts.password is not None:
         raise HealthInputError("%s: %s carries credentials; send them in headers instead (Authorization)"
                                % (where, _show(_redact_url(url))))
@@ -1110,6 +1119,7 @@ class _Run:
         self.index = 0          # grid slot of the next round: start + index * interval
         self.due = start        # when the next round may start
         self.busy = False
+        self.submitted = None   # when the round in flight was started
         self.verdict = None
         self.seconds = None
         self.rounds = 0
@@ -1199,6 +1209,12 @@ def poll(targets, policy, max_workers=MAX_WORKERS, clock=time.monotonic):
                         if run.verdict is None:
                             run.verdict = TIMEOUT
                             run.seconds = policy.timeout
+                            if run.busy:
+                                # Its round never came back: say so, or a target stuck on one request has no error.
+                                error = "no answer before the deadline: round %d was still running after %ss" % (
+                                    run.rounds + 1, _r(now - run.submitted, 1))
+                                run.last_error = error if run.last_error is None else "%s; before that: %s" % (
+                                    error, run.last_error)
                     break
                 wake = deadline
                 for run in runs:
@@ -1206,6 +1222,7 @@ def poll(targets, policy, max_workers=MAX_WORKERS, clock=time.monotonic):
                         continue
                     if run.due <= now:
                         run.busy = True
+                        run.submitted = now
                         pool.submit(work, run)
                     elif run.due < wake:
                         wake = run.due

@@ -338,7 +338,8 @@ class RollbackWatch(ModuleBase):
 
     def run(self):
         p = self.params
-        self.module.no_log_values.update(hide_url_secrets([p["prometheus_url"], p["targets"]]))
+        self.module.no_log_values.update(hide_url_secrets({"prometheus_url": p["prometheus_url"],
+                                                               "targets": p["targets"]}))
         try:
             watch = Watch(queries=p["queries"], prometheus_url=p["prometheus_url"],
                           prometheus_headers=p["prometheus_headers"], validate_certs=p["validate_certs"],
