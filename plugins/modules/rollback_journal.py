@@ -22,15 +22,17 @@ description:
     this run was refused). Lines are appended in one write each.
 options:
   event:
-    description: The kind of event, for example C(rollback).
+    description: The kind of event, for example C(rollback). Printable text of 1 to 200 characters.
     type: str
     default: rollback
   outcome:
-    description: How it ended on this host, for example C(failed), C(recovered) or C(escalated).
+    description:
+      - How it ended on this host, for example C(failed), C(recovered) or C(escalated).
+      - Printable text of 1 to 200 characters (no line break: one event is one line).
     type: str
     required: true
   run_id:
-    description: The id of the rollback run; recorded as C(run).
+    description: The id of the rollback run; recorded as C(run). Printable text of 1 to 200 characters.
     type: str
   run_type:
     description: The kind of rollback run (C(immediate), C(standard), C(partial), C(failed_recovery), C(drill)); recorded as C(type).
@@ -45,7 +47,9 @@ options:
     description: The error message, for a failure. Cut to 2000 characters.
     type: str
   details:
-    description: Any other JSON-serialisable fields to record (secret-looking keys are redacted).
+    description:
+      - Any other JSON-serialisable fields to record (secret-looking keys are redacted).
+      - C(ts), C(event) and C(actor) are set by the journal itself (when, what and who) and are refused here.
     type: dict
     default: {}
   secret_values:
@@ -56,7 +60,10 @@ options:
     type: raw
     default: []
   store_path:
-    description: The restore point store on the host (see M(fleetops.rollback.restore_point)).
+    description:
+      - The restore point store on the host (see M(fleetops.rollback.restore_point)), an absolute path.
+      - A path that is a file, a FIFO, a device or a dangling link, or that lies under a file, is refused with a
+        message saying what is there; nothing is written.
     type: path
     default: /var/lib/fleetops/rollback
   create:

@@ -39,17 +39,24 @@ options:
     required: true
     suboptions:
       url:
-        description: The webhook URL (http or https). Hidden from all output.
+        description:
+          - The webhook URL (http or https, with a host). Hidden from all output.
+          - A URL with a space or a control character, or a host or port that cannot be read, is refused before
+            anything is posted (the message names the webhook by index and name, never by its URL).
         type: str
         required: true
       name:
         description: A name for results and warnings (default C(webhook N (scheme://host))).
         type: str
       headers:
-        description: Extra HTTP headers, for example an API key header. Hidden from all output.
+        description:
+          - Extra HTTP headers, for example an API key header. Hidden from all output.
+          - A value with a line break or a control character, or with characters beyond Latin-1, is refused.
         type: dict
       token:
-        description: "Sent as C(Authorization: Bearer <token>). Hidden from all output."
+        description:
+          - "Sent as C(Authorization: Bearer <token>). Hidden from all output."
+          - A token with a line break or a control character, or with characters beyond Latin-1, is refused.
         type: str
   rollback_id:
     description: The id of the rollback run.
@@ -79,7 +86,7 @@ options:
     type: raw
     default: []
   duration:
-    description: Seconds since the rollback started, if known.
+    description: Seconds since the rollback started, if known. 0 or more.
     type: float
   secret_values:
     description:
@@ -89,15 +96,17 @@ options:
     type: raw
     default: []
   timeout:
-    description: Seconds allowed for each attempt to post.
+    description:
+      - Seconds allowed for each attempt to post, above 0 and at most 300.
+      - The whole attempt ends then, even against a server that sends its answer a byte at a time.
     type: float
     default: 10
   retries:
-    description: Retries after a failed attempt (connection error, timeout, HTTP 429 or 5xx).
+    description: Retries after a failed attempt (connection error, timeout, HTTP 429 or 5xx), 0 to 10.
     type: int
     default: 3
   backoff:
-    description: Seconds before the first retry; each further retry waits twice as long (at most 60 s).
+    description: Seconds before the first retry, 0 to 60; each further retry waits twice as long (at most 60 s).
     type: float
     default: 1
   required:

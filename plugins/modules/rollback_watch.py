@@ -163,15 +163,15 @@ options:
     type: bool
     default: false
   window:
-    description: Seconds to watch. Must be greater than 0.
+    description: Seconds to watch. Must be greater than 0 and at most 604800 (a week).
     type: float
     default: 300
   interval:
-    description: Seconds between the starts of two rounds. Must be greater than 0.
+    description: Seconds between the starts of two rounds. Must be greater than 0 and at most 604800 (a week).
     type: float
     default: 5
   request_timeout:
-    description: Seconds one query or one health check may take.
+    description: Seconds one query or one health check may take. Greater than 0, at most 3600.
     type: float
     default: 5
 attributes:
@@ -192,8 +192,10 @@ attributes:
     platforms: posix
 notes:
   - Run it once for the fleet from the controller (C(run_once), C(delegate_to=localhost)); the guard playbook does.
-  - Bad input (an unknown signal, a bad rule, a check without its required options) fails before anything is
-    measured, with a message naming the option and the value.
+  - Bad input (an unknown signal, a bad rule, a check without its required options, a O(prometheus_url) that is not
+    an http(s) URL with a host or that carries credentials) fails before anything is measured, with a message naming
+    the option and the value (a password is hidden).
+  - A SIGTERM stops the watch at once with a message saying so; commands of checks still running are killed.
 seealso:
   - plugin: fleetops.rollback.rollback_decision
     plugin_type: filter
