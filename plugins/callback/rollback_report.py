@@ -35,7 +35,7 @@ options:
     description:
       - Where the reports are written (created 0700; files 0600).
       - A path that is a file, a FIFO, a device or a dangling link, or that lies under a file, gets no report and a
-        warning saying what is there. The files are written all or nothing: on a full or read-only filesystem no
+        warning saying what is there. The files are written all or nothing; on a full or read-only filesystem no
         report file (and no directory the callback made) is left behind, and the run's outcome stands.
       - The variable C(rollback_report_dir), if the run sets it (the rollback playbooks save their plans there too),
         takes precedence over the environment and the ini file.

@@ -106,7 +106,7 @@ options:
         type: int
       argv:
         description:
-          - For V(command) checks, required. The program and its arguments, run directly, never through a shell:
+          - For V(command) checks, required. The program and its arguments, run directly, never through a shell;
             C(;), C($(...)) and the like reach the program as text.
           - A program path that is a FIFO, a device, a directory or a dangling link, a missing program whose name
             holds a space (a shell line given as one item), or an argument with a NUL byte is refused before anything
@@ -268,7 +268,7 @@ options:
   successes:
     description:
       - Passing rounds in a row needed for a V(healthy) verdict. At least 1.
-      - They must fit in O(timeout): when (O(successes) - 1) x O(interval) is O(timeout) or more, no target could
+      - They must fit in O(timeout). When (O(successes) - 1) x O(interval) is O(timeout) or more, no target could
         ever be healthy, and the module fails before polling, saying so.
     type: int
     default: 3
