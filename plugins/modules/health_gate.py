@@ -268,8 +268,6 @@ options:
   successes:
     description:
       - Passing rounds in a row needed for a V(healthy) verdict. At least 1.
-      - They must fit in O(timeout). When (O(successes) - 1) x O(interval) is O(timeout) or more, no target could
-        ever be healthy, and the module fails before polling, saying so.
     type: int
     default: 3
   failures:
