@@ -254,7 +254,7 @@ class WorkerPool:
                 break
             if item is not None:
                 item[0].cancel()
-        for _ in threads:
+        for unused in threads:
             self._queue.put(None)
         with _RUNNING_LOCK:
             procs = [proc for thread, proc in _RUNNING.items() if thread in threads]

@@ -28,7 +28,7 @@ options:
   outcome:
     description:
       - How it ended on this host, for example C(failed), C(recovered) or C(escalated).
-      - Printable text of 1 to 200 characters (no line break: one event is one line).
+      - Printable text of 1 to 200 characters, without a line break (one event is one line).
     type: str
     required: true
   run_id:

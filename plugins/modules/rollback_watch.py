@@ -340,8 +340,8 @@ class RollbackWatch(ModuleBase):
 
     def run(self):
         p = self.params
-        self.module.no_log_values.update(hide_url_secrets({"prometheus_url": p["prometheus_url"],
-                                                               "targets": p["targets"]}))
+        urls = {"prometheus_url": p["prometheus_url"], "targets": p["targets"]}
+        self.module.no_log_values.update(hide_url_secrets(urls))
         try:
             watch = Watch(queries=p["queries"], prometheus_url=p["prometheus_url"],
                           prometheus_headers=p["prometheus_headers"], validate_certs=p["validate_certs"],
