@@ -488,6 +488,7 @@ def test_the_jumping_clock_is_really_in_force_in_the_module_process(jumping_cloc
     assert_no_secret(run, (SECRET,))
 
 
+@pytest.mark.fault("health-gate-deadline-with-command-running")
 def test_a_finished_module_leaves_no_process_behind(fault_host):
     """A gate that ended at its deadline with a command still running kills that command."""
     marker = ["/bin/sleep", "419.75"]
