@@ -34,6 +34,9 @@ options:
   report_dir:
     description:
       - Where the reports are written (created 0700; files 0600).
+      - A path that is a file, a FIFO, a device or a dangling link, or that lies under a file, gets no report and a
+        warning saying what is there. The files are written all or nothing; on a full or read-only filesystem no
+        report file (and no directory the callback made) is left behind, and the run's outcome stands.
       - The variable C(rollback_report_dir), if the run sets it (the rollback playbooks save their plans there too),
         takes precedence over the environment and the ini file.
     type: path
@@ -77,7 +80,7 @@ import time
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 
-from ansible_collections.fleetops.rollback.plugins.plugin_utils._report import RunRecorder, write_report
+from ansible_collections.fleetops.rollback.plugins.plugin_utils._report import ReportError, RunRecorder, write_report
 
 _STAT_KEYS = ("ok", "changed", "failures", "unreachable", "skipped", "rescued", "ignored")
 
@@ -195,8 +198,11 @@ class CallbackModule(CallbackBase):
         try:
             report = self.recorder.build()
             paths = write_report(report, directory, formats=tuple(self.get_option("formats") or ("json", "md", "svg")))
+        except ReportError as err:  # the directory's fault, said plainly; the run's outcome stands
+            self._display.warning("rollback_report: the report of this run was not written: %s" % err)
+            return
         except Exception as err:  # pylint: disable=broad-except  # a report must never turn a run into a failure
-            self._display.warning("rollback_report: the report of this run could not be written to %s: %s"
-                                  % (directory, err))
+            self._display.warning("rollback_report: the report of this run could not be written to %s: %s: %s"
+                                  % (directory, type(err).__name__, err))
             return
         self._display.display("rollback report: %s" % ", ".join(paths[f] for f in ("md", "json", "svg") if f in paths))

@@ -149,10 +149,10 @@ class DecisionError(ValueError):
     """Bad input: the message names the signal, rule or option and the bad value."""
 
 
-def _show(value):
-    if isinstance(value, str):
-        return "'%s'" % value
-    return repr(value)
+def _show(value, limit=120):
+    """A value for a message: quoted, control characters escaped, a very long one cut."""
+    text = "'%s'" % value if isinstance(value, str) and value.isprintable() else repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def fmt(number):
@@ -167,7 +167,10 @@ def _finite(value, where):
     if isinstance(value, bool):
         raise DecisionError("%s: %s is not a number" % (where, _show(value)))
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf  # an integer too large for a float
     elif isinstance(value, str):
         try:
             number = float(value.strip())
@@ -200,7 +203,7 @@ def _check_rule(rule, where, signals):
         raise DecisionError("%s.signal: %s is not a signal name" % (where, _show(signal)))
     out["signal"] = signal
     op = rule.get("op", ">")
-    op = OP_ALIASES.get(op, op) if isinstance(op, str) else op
+    op = OP_ALIASES.get(op, op) if isinstance(op, str) else None
     if op not in OPS:
         raise DecisionError("%s.op: %s is not one of %s" % (where, _show(rule.get("op")),
                                                             ", ".join(list(OPS) + list(OP_ALIASES))))
@@ -247,6 +250,8 @@ def _user_rules(matrix):
     if isinstance(matrix, dict):
         rules = []
         for rule_id, rule in matrix.items():
+            if not isinstance(rule_id, str) or not _ID_RE.match(rule_id):
+                raise DecisionError("matrix: %s is not a rule id (letters, digits, '-', '_' and '.')" % _show(rule_id))
             if rule is None:
                 rule = {}
             if not isinstance(rule, dict):
@@ -263,6 +268,9 @@ def _user_rules(matrix):
         if "id" not in rule:
             raise DecisionError("matrix[%d].id: required (an existing id changes that rule, a new id adds one)"
                                 % index)
+        if not isinstance(rule["id"], str):  # checked in full later; a list or dict id cannot even be looked up
+            raise DecisionError("matrix[%d].id: %s is not a rule id (letters, digits, '-', '_' and '.')"
+                                % (index, _show(rule["id"])))
     return list(matrix)
 
 

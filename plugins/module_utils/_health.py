@@ -19,20 +19,23 @@ Private to the collection and standard library only. The pieces, from the bottom
 from __future__ import annotations
 
 import collections
+import ipaddress
 import json
 import math
 import os
+import queue
 import re
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 
 HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
@@ -50,8 +53,16 @@ SAMPLES_KEPT = 20
 BODY_LIMIT = 1024 * 1024
 TEXT_TAIL = 200
 
+# Upper bounds of the time options: past these a number is a typo (1e12), and the platform's timers overflow.
+MAX_TIMEOUT = 7 * 24 * 3600.0
+MAX_REQUEST_TIMEOUT = 3600.0
+# Exit statuses a command can end with: 0-255, or minus the signal that killed it.
+RC_RANGE = (-64, 255)
+
 _METHOD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*$")
 _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_CONTROL_RE = re.compile(r"[\x00-\x20\x7f]")
+_HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 _COMMON_KEYS = ("type", "request_timeout")
 _TYPE_KEYS = {
@@ -92,10 +103,13 @@ class HealthInputError(ValueError):
     """Bad input: the message names the option and the bad value."""
 
 
-def _show(value):
+def _show(value, limit=120):
+    """A value for a message: quoted, control characters escaped, a very long one cut."""
     if isinstance(value, str):
-        return "'%s'" % value
-    return str(value)
+        text = "'%s'" % value if value.isprintable() else repr(value)
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _r(seconds, digits=4):
@@ -106,7 +120,7 @@ def _r(seconds, digits=4):
 # Validation helpers
 # --------------------------------------------------------------------------------------------
 
-def _number(value, where, minimum=None, strict=True):
+def _number(value, where, minimum=None, strict=True, maximum=None):
     """A float from an int/float (or numeric string); `strict` means > minimum, else >= minimum."""
     if isinstance(value, bool):
         raise HealthInputError("%s: %s is not a number" % (where, _show(value)))
@@ -114,8 +128,12 @@ def _number(value, where, minimum=None, strict=True):
         number = float(value)
     except (TypeError, ValueError):
         raise HealthInputError("%s: %s is not a number" % (where, _show(value))) from None
+    except OverflowError:
+        number = math.inf  # an integer too large for a float
     if math.isnan(number) or math.isinf(number):
         raise HealthInputError("%s: %s is not a finite number" % (where, _show(value)))
+    if maximum is not None and number > maximum:
+        raise HealthInputError("%s: %s is more than %s; give a smaller number" % (where, _show(value), _g(maximum)))
     if minimum is not None:
         if strict and number <= minimum:
             raise HealthInputError("%s: %s must be greater than %s" % (where, _show(value), minimum))
@@ -165,6 +183,85 @@ def _boolean(value, where):
 # Checks
 # --------------------------------------------------------------------------------------------
 
+# The command each worker thread is running, so that a pool's shutdown (the deadline, SIGTERM) can end them.
+_RUNNING = {}
+_RUNNING_LOCK = threading.Lock()
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass  # it ended on its own
+
+
+class WorkerPool:
+    """Daemon worker threads for rounds and queries, started as work arrives (at most `max_workers`).
+
+    Not a ThreadPoolExecutor: its threads are joined at interpreter exit, so a round stuck on an endpoint that
+    never answers, or a long command, would hold the module past its deadline or a SIGTERM. Daemon threads do not
+    hold the exit, and `shutdown()` kills the commands they run.
+    """
+
+    def __init__(self, max_workers, name="health_gate"):
+        self._max = max(1, max_workers)
+        self._name = name
+        self._queue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = []
+        self._idle = 0
+        self._closed = False
+
+    def submit(self, fn, *args):
+        future = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker pool is shut down")
+            self._queue.put((future, fn, args))
+            if self._queue.qsize() > self._idle and len(self._threads) < self._max:
+                thread = threading.Thread(target=self._work, name="%s_%d" % (self._name, len(self._threads)),
+                                          daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        return future
+
+    def _work(self):
+        while True:
+            with self._lock:
+                self._idle += 1
+            item = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+            if item is None:
+                return
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as err:  # pylint: disable=broad-except  # handed to whoever waits on the future
+                future.set_exception(err)
+
+    def shutdown(self):
+        """Cancel the work not started, stop the threads once idle, and kill the commands still running."""
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        for unused in threads:
+            self._queue.put(None)
+        with _RUNNING_LOCK:
+            procs = [proc for thread, proc in _RUNNING.items() if thread in threads]
+        for proc in procs:
+            _kill_group(proc)
+
+
 class Check:
     """One check; `run(budget)` takes one sample in at most about `budget` seconds."""
 
@@ -189,8 +286,8 @@ class Check:
         try:
             ok, text, extra = self.sample(timeout)
         except Exception as err:  # pylint: disable=broad-except
-            # A check must never take the poller down: report the surprise as a failed sample.
-            ok, text, extra = False, "unexpected %s: %s" % (type(err).__name__, err), {}
+            # A check must never take the poller down: a check that broke is a failed sample.
+            ok, text, extra = False, "the check could not run: %s: %s" % (type(err).__name__, err), {}
         latency = clock() - started
         result = {"type": self.type, "ok": ok, "latency": _r(latency)}
         result.update(extra)
@@ -216,11 +313,39 @@ def _os_error_text(err):
 
 def _redact_url(url):
     """The URL without any password in it, for details and errors."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # pylint: disable=pointless-statement  # raises on a broken port, like the request would
+    except ValueError:
+        # Not parseable: hide whatever stands before an @ of the authority.
+        scheme, sep, rest = url.partition("://")
+        authority, slash, path = rest.partition("/")
+        if "@" in authority:
+            authority = "********@" + authority.rpartition("@")[2]
+        return scheme + sep + authority + slash + path
     if parts.password is None:
         return url
     netloc = "%s:********@%s" % (parts.username or "", parts.netloc.rpartition("@")[2])
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def hide_url_secrets(data):
+    """The passwords (user:password@) of every URL under `url` keys in `data`, for the module's no_log values."""
+    found, stack = set(), [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key in ("url", "prometheus_url") and isinstance(value, str) and "@" in value:
+                    authority = value.partition("://")[2].partition("/")[0].rpartition("@")[0]
+                    password = authority.partition(":")[2]
+                    if password:
+                        found.update((password, urllib.parse.unquote(password)))
+                else:
+                    stack.append(value)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return found
 
 
 _OPENERS = {}
@@ -367,15 +492,18 @@ class CommandCheck(Check):
                                     stderr=subprocess.PIPE, start_new_session=True)
         except OSError as err:
             return False, "cannot run %s: %s" % (_show(self.argv[0]), _os_error_text(err)), {"rc": None}
+        me = threading.current_thread()
+        with _RUNNING_LOCK:
+            _RUNNING[me] = proc
         try:
             out, err = proc.communicate(timeout=budget)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
+            _kill_group(proc)
             proc.communicate()
             return False, _timeout_text(budget), {"rc": None}
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.pop(me, None)
         extra = {"rc": proc.returncode}
         if proc.returncode != self.rc:
             said = _tail(err) or _tail(out)
@@ -639,12 +767,44 @@ class Target:
 
 
 def parse_policy(interval=1.0, timeout=60.0, successes=3, failures=3):
+    # A successes count that cannot fit in the timeout is allowed: the drill uses one to wait for "unhealthy".
     return Policy(
-        interval=_number(interval, "interval", minimum=0),
-        timeout=_number(timeout, "timeout", minimum=0),
+        interval=_number(interval, "interval", minimum=0, maximum=MAX_TIMEOUT),
+        timeout=_number(timeout, "timeout", minimum=0, maximum=MAX_TIMEOUT),
         successes=_integer(successes, "successes", minimum=1),
         failures=_integer(failures, "failures", minimum=0),
     )
+
+
+def _kind(mode):
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _check_program(program, where):
+    """An absolute program path that exists must be a regular file (a FIFO or a device would never run, and a
+    directory or a dangling link is a typo); a missing one with a space in it is a shell line given as a program.
+    Any other missing program stays a failed sample: it may be installed later."""
+    if not os.path.lexists(program):
+        if any(char.isspace() for char in program):
+            raise HealthInputError("%s: %s is not a program: give the program and each argument as separate items "
+                                   "of argv (argv is never run through a shell)" % (where, _show(program)))
+        return
+    if not os.path.isabs(program):
+        return
+    try:
+        mode = os.stat(program).st_mode
+    except OSError as err:
+        if os.path.islink(program) and not os.path.exists(program):
+            raise HealthInputError("%s: %s is a symbolic link to %s, which does not exist; give the program's real "
+                                   "path" % (where, _show(program), _show(os.readlink(program)))) from None
+        raise HealthInputError("%s: %s cannot be read: %s" % (where, _show(program), err.strerror or err)) from None
+    if not stat.S_ISREG(mode):
+        raise HealthInputError("%s: %s is %s, not a program; give the path of an executable file"
+                               % (where, _show(program), _kind(mode)))
 
 
 def parse_check(raw, where):
@@ -668,7 +828,7 @@ def parse_check(raw, where):
             where, key, kind, ", ".join(_TYPE_KEYS[kind][1:])))
 
     request_timeout = _number(given.get("request_timeout", DEFAULT_REQUEST_TIMEOUT),
-                              where + ".request_timeout", minimum=0)
+                              where + ".request_timeout", minimum=0, maximum=MAX_REQUEST_TIMEOUT)
     if kind == "http":
         return _parse_http(given, where, request_timeout)
     if kind == "prometheus":
@@ -676,11 +836,9 @@ def parse_check(raw, where):
     if kind == "tcp":
         if "port" not in given:
             raise HealthInputError("%s.port: required for a tcp check" % where)
-        host = given.get("host", DEFAULT_HOST)
-        if not isinstance(host, str) or not host.strip():
-            raise HealthInputError("%s.host: %s is not a host name or address" % (where, _show(host)))
+        host = _parse_host(given.get("host", DEFAULT_HOST), where + ".host")
         port = _integer(given["port"], where + ".port", minimum=1, maximum=65535, what="a TCP port (1-65535)")
-        return TcpCheck(host=host.strip(), port=port, request_timeout=request_timeout)
+        return TcpCheck(host=host, port=port, request_timeout=request_timeout)
     # command
     argv = given.get("argv")
     if argv is None:
@@ -693,24 +851,52 @@ def parse_check(raw, where):
         if isinstance(item, bool) or not isinstance(item, (str, int, float)):
             raise HealthInputError("%s.argv[%d]: %s is not a string" % (where, index, _show(item)))
     argv = [str(item) for item in argv]
-    if not argv[0]:
+    if not argv[0].strip():
         raise HealthInputError("%s.argv[0]: the program name is empty" % where)
-    rc = _integer(given.get("rc", 0), where + ".rc")
+    for index, item in enumerate(argv):
+        if "\x00" in item:
+            raise HealthInputError("%s.argv[%d]: %s holds a NUL byte, which no program argument can carry"
+                                   % (where, index, _show(item)))
+    _check_program(argv[0], where + ".argv[0]")
+    rc = _integer(given.get("rc", 0), where + ".rc", minimum=RC_RANGE[0], maximum=RC_RANGE[1],
+                  what="an exit status (0-255, or minus a signal number for a command killed by it)")
     stdout = _pattern(given["stdout"], where + ".stdout") if "stdout" in given else None
     return CommandCheck(argv=argv, rc=rc, stdout=stdout, request_timeout=request_timeout)
+
+
+def parse_url(url, where, kind="http"):
+    """An http(s) URL with a host, a valid port and no credentials; HealthInputError naming `where` otherwise."""
+    if not isinstance(url, str) or not url.strip():
+        raise HealthInputError("%s: %s is not a URL; give an http:// or https:// URL" % (where, _show(url)))
+    if _CONTROL_RE.search(url):
+        raise HealthInputError("%s: %s holds a space or a control character; give the URL without them "
+                               "(percent-encode them: %%20)" % (where, _show(_redact_url(url))))
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+        host = parts.hostname
+    except ValueError as err:
+        raise HealthInputError("%s: %s is not a valid URL (%s)" % (where, _show(_redact_url(url)), err)) from None
+    if parts.scheme not in ("http", "https") or not host:
+        example = "http://127.0.0.1:9090" if kind == "prometheus" else "http://127.0.0.1:8080/health"
+        raise HealthInputError("%s: %s is not an http:// or https:// URL with a host (for example %s)"
+                               % (where, _show(_redact_url(url)), example))
+    if port == 0:
+        raise HealthInputError("%s: %s has port 0; give a TCP port (1-65535)" % (where, _show(url)))
+    if not (parts.path + parts.query + parts.fragment).isascii():
+        raise HealthInputError("%s: %s holds non-ASCII characters in its path or query; percent-encode them "
+                               "(%%C3%%BC for u-umlaut)" % (where, _show(_redact_url(url))))
+    if parts.username is not None or parts.password is not None:
+        raise HealthInputError("%s: %s carries credentials; send them in headers instead (Authorization)"
+                               % (where, _show(_redact_url(url))))
+    return url
 
 
 def _parse_url(given, where, kind):
     url = given.get("url")
     if url is None:
         raise HealthInputError("%s.url: required for %s %s check" % (where, "an" if kind == "http" else "a", kind))
-    parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HealthInputError("%s.url: %s is not an http:// or https:// URL" % (where, _show(url)))
-    if parts.username is not None or parts.password is not None:
-        raise HealthInputError("%s.url: %s carries credentials; send them in headers instead (Authorization)"
-                               % (where, _show(_redact_url(url))))
-    return url
+    return parse_url(url, where + ".url", kind)
 
 
 def _parse_headers(given, where):
@@ -725,10 +911,40 @@ def _parse_headers(given, where):
         if value is None or isinstance(value, (dict, list)):
             raise HealthInputError("%s.headers: the value of %s must be a string" % (where, _show(name)))
         value = str(value)
-        if "\r" in value or "\n" in value:
-            raise HealthInputError("%s.headers: the value of %s contains a line break" % (where, _show(name)))
+        if any((ord(char) < 32 and char != "\t") or ord(char) == 127 for char in value):
+            raise HealthInputError("%s.headers: the value of %s contains a line break or a control character; "
+                                   "give it on one line" % (where, _show(name)))
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise HealthInputError("%s.headers: the value of %s holds characters HTTP headers cannot carry "
+                                   "(only Latin-1); encode it (base64, percent-encoding)" % (where, _show(name))) \
+                from None
         clean[name] = value
     return clean
+
+
+def _parse_host(value, where):
+    """A host name or an IP address (IPv6 without brackets); nothing else reaches a socket."""
+    if not isinstance(value, str) or not value.strip():
+        raise HealthInputError("%s: %s is not a host name or address" % (where, _show(value)))
+    host = value.strip()
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    if host.startswith("[") and host.endswith("]"):
+        raise HealthInputError("%s: %s: give an IPv6 address without brackets (%s)" % (where, _show(value), host[1:-1]))
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if len(host) > 253 or not all(_HOST_LABEL_RE.match(label) for label in labels):
+        hint = ""
+        if "://" in host:
+            hint = "; give only the host, not a URL"
+        elif ":" in host:
+            hint = "; give the port in port, not in host"
+        raise HealthInputError("%s: %s is not a host name or IP address%s" % (where, _show(value), hint))
+    return host
 
 
 def _parse_http(given, where, request_timeout):
@@ -754,9 +970,15 @@ def _parse_http(given, where, request_timeout):
 
 
 def _query(given, key, where):
-    query = given.get(key)
+    return parse_query(given.get(key), "%s.%s" % (where, key))
+
+
+def parse_query(query, where):
+    """A PromQL expression: a non-empty string without NUL bytes."""
     if not isinstance(query, str) or not query.strip():
-        raise HealthInputError("%s.%s: %s is not a PromQL query (a non-empty string)" % (where, key, _show(query)))
+        raise HealthInputError("%s: %s is not a PromQL query (a non-empty string)" % (where, _show(query)))
+    if "\x00" in query:
+        raise HealthInputError("%s: %s holds a NUL byte; give the PromQL expression as text" % (where, _show(query)))
     return query.strip()
 
 
@@ -889,6 +1111,7 @@ class _Run:
         self.index = 0          # grid slot of the next round: start + index * interval
         self.due = start        # when the next round may start
         self.busy = False
+        self.submitted = None   # when the round in flight was started
         self.verdict = None
         self.seconds = None
         self.rounds = 0
@@ -958,8 +1181,7 @@ def poll(targets, policy, max_workers=MAX_WORKERS, clock=time.monotonic):
             cond.notify()
 
     undecided = len(runs)
-    pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(runs))),
-                              thread_name_prefix="health_gate")
+    pool = WorkerPool(max(1, min(max_workers, len(runs))), "health_gate")
     try:
         with cond:
             while True:
@@ -979,6 +1201,12 @@ def poll(targets, policy, max_workers=MAX_WORKERS, clock=time.monotonic):
                         if run.verdict is None:
                             run.verdict = TIMEOUT
                             run.seconds = policy.timeout
+                            if run.busy:
+                                # Its round never came back: say so, or a target stuck on one request has no error.
+                                error = "no answer before the deadline: round %d was still running after %ss" % (
+                                    run.rounds + 1, _r(now - run.submitted, 1))
+                                run.last_error = error if run.last_error is None else "%s; before that: %s" % (
+                                    error, run.last_error)
                     break
                 wake = deadline
                 for run in runs:
@@ -986,14 +1214,15 @@ def poll(targets, policy, max_workers=MAX_WORKERS, clock=time.monotonic):
                         continue
                     if run.due <= now:
                         run.busy = True
+                        run.submitted = now
                         pool.submit(work, run)
                     elif run.due < wake:
                         wake = run.due
                 if not finished:
                     cond.wait(max(0.0, wake - now))
     finally:
-        # Rounds still in flight at the deadline end on their own: every request is capped by it.
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Rounds still in flight at the deadline (or at a SIGTERM) are abandoned, their commands killed.
+        pool.shutdown()
     return build_report(runs)
 
 

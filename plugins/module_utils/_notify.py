@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import threading
 import time
 from datetime import datetime, timezone
@@ -29,6 +31,13 @@ TEXT_HOSTS = 10          # hosts named in the text line; the structured fields n
 ERROR_LIMIT = 300        # characters of one host's error in the payload
 RETRY_AFTER_CAP = 30.0   # seconds: a longer Retry-After is not waited for
 USER_AGENT = "fleetops.rollback-notify"
+# Bounds of the delivery options: past these a number is a typo, and a rollback would wait on its chat.
+MAX_TIMEOUT = 300.0
+MAX_RETRIES = 10
+MAX_BACKOFF = 60.0
+
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_URL_FORBIDDEN_RE = re.compile(r"[\x00-\x20\x7f]")
 
 
 def _names(hosts, limit=TEXT_HOSTS):
@@ -119,28 +128,110 @@ def backoff_delays(retries, backoff, cap=60.0):
 
 def describe(url):
     """Where a webhook points, without its path or credentials (webhook URLs often hold a secret)."""
-    parts = urlsplit(url)
-    return "%s://%s" % (parts.scheme, parts.hostname or "") + (":%d" % parts.port if parts.port else "")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "(an invalid URL)"
+    return "%s://%s" % (parts.scheme, parts.hostname or "") + (":%d" % port if port else "")
+
+
+def _within(value, low, high, above_low=False):
+    if value is None or isinstance(value, bool) or math.isnan(value):
+        return False
+    return (low < value if above_low else low <= value) and value <= high
+
+
+def check_delivery(timeout, retries, backoff, duration=None):
+    """Validate the delivery options (and the optional duration) before anything is posted."""
+    if not _within(timeout, 0, MAX_TIMEOUT, above_low=True):
+        raise RollbackError("timeout: %r is not a number of seconds above 0 and at most %d; give the seconds one "
+                            "attempt may take" % (timeout, MAX_TIMEOUT))
+    if not _within(retries, 0, MAX_RETRIES):
+        raise RollbackError("retries: %r is not a whole number from 0 to %d; give how many times a failed post is "
+                            "tried again" % (retries, MAX_RETRIES))
+    if not _within(backoff, 0, MAX_BACKOFF):
+        raise RollbackError("backoff: %r is not a number of seconds from 0 to %d; give the wait before the first "
+                            "retry" % (backoff, MAX_BACKOFF))
+    if duration is not None and (math.isnan(duration) or math.isinf(duration) or duration < 0):
+        raise RollbackError("duration: %r is not a number of seconds, 0 or more; give the seconds since the rollback "
+                            "started, or leave it out" % (duration,))
+
+
+def _bad_header_value(text):
+    if any((ord(char) < 32 and char != "\t") or ord(char) == 127 for char in text):
+        return "contains a line break or a control character; give it on one line"
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return "holds characters HTTP headers cannot carry (only Latin-1); encode it (base64, percent-encoding)"
+    return None
 
 
 def validate_webhooks(webhooks):
+    """The webhooks, checked. A message names the webhook by index and name, never by its URL or token."""
+    if webhooks is None:
+        return []
+    if not isinstance(webhooks, list):
+        raise RollbackError("webhooks: give a list of {url, name, headers, token}")
     out = []
-    for index, hook in enumerate(webhooks or []):
+    for index, hook in enumerate(webhooks):
         where = "webhooks[%d]" % index
         if not isinstance(hook, dict) or not hook.get("url"):
             raise RollbackError("%s: give a dict with at least url (and optional name, headers, token)" % where)
-        parts = urlsplit(str(hook["url"]))
+        name = hook.get("name")
+        if name is not None and (not isinstance(name, str) or not name.strip() or not name.isprintable()):
+            raise RollbackError("%s.name: %r is not a name (printable text); give a short name" % (where, name))
+        shown = "%s (%s)" % (where, name or "unnamed")
+        url = hook["url"]
+        # The URL itself is never shown: webhook URLs often are the secret.
+        if not isinstance(url, str) or _URL_FORBIDDEN_RE.search(url):
+            raise RollbackError("%s: the url holds a space or a control character; give it without them (percent-"
+                                "encode them: %%20)" % shown)
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise RollbackError("%s: the url is not a valid URL (its host or port cannot be read); give an http:// "
+                                "or https:// URL" % shown) from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            # The URL itself is not shown: webhook URLs often are the secret.
-            raise RollbackError("%s (%s): the url must be http:// or https:// with a host" % (where, hook.get("name") or
-                                                                                              "unnamed"))
+            raise RollbackError("%s: the url must be http:// or https:// with a host" % shown)
+        if port == 0:
+            raise RollbackError("%s: the url has port 0; give a TCP port (1-65535)" % shown)
         headers = hook.get("headers") or {}
         if not isinstance(headers, dict):
             raise RollbackError("%s.headers: give a dict of header names to values" % where)
-        out.append({"name": str(hook.get("name") or "webhook %d (%s)" % (index + 1, describe(hook["url"]))),
-                    "url": str(hook["url"]), "headers": {str(k): str(v) for k, v in headers.items()},
-                    "token": hook.get("token") or None})
+        clean = {}
+        for key, value in headers.items():
+            if not isinstance(key, str) or not _HEADER_NAME_RE.match(key):
+                raise RollbackError("%s.headers: %r is not a valid header name" % (where, key))
+            if value is None or isinstance(value, (dict, list)):
+                raise RollbackError("%s.headers: the value of %r must be a string" % (where, key))
+            problem = _bad_header_value(str(value))
+            if problem:
+                raise RollbackError("%s.headers: the value of %r %s" % (where, key, problem))
+            clean[key] = str(value)
+        token = hook.get("token") or None
+        if token is not None:
+            problem = _bad_header_value(str(token))
+            if problem:
+                raise RollbackError("%s: the token %s" % (shown, problem))
+        out.append({"name": str(name or "webhook %d (%s)" % (index + 1, describe(url))),
+                    "url": url, "headers": clean, "token": None if token is None else str(token)})
     return out
+
+
+def _secrets_of(hook):
+    """What of a webhook must never be shown: the URL, its path and query, the token and header values."""
+    parts = urlsplit(hook["url"])
+    found = [hook["url"], parts.path, parts.query, parts.netloc, hook["token"] or ""] + list(hook["headers"].values())
+    return sorted((item for item in found if item and len(item) > 1), key=len, reverse=True)
+
+
+def _scrub(text, hook):
+    for secret in _secrets_of(hook):
+        text = text.replace(secret, "********")
+    return text
 
 
 class _NoRedirect(HTTPRedirectHandler):
@@ -165,7 +256,22 @@ def _post_once(hook, body, timeout):
         return err.code, "HTTP %d %s" % (err.code, err.reason), retry_after
     except (URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", err)
-        return None, "%s: %s" % (type(reason).__name__, reason), None
+        return None, _scrub("%s: %s" % (type(reason).__name__, reason), hook), None
+    except Exception as err:  # pylint: disable=broad-except  # http.client's own errors: a broken answer
+        return None, _scrub("bad answer: %s: %s" % (type(err).__name__, err), hook), None
+
+
+def _attempt(hook, body, timeout):
+    """One attempt, ended after `timeout` seconds whatever the server does: a socket timeout bounds each read,
+    not a server that sends one byte at a time, so the attempt runs in a daemon thread that is abandoned."""
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(_post_once(hook, body, timeout)), daemon=True)
+    worker.start()
+    # The grace lets a socket timeout report itself (the clearer error) before the attempt is abandoned.
+    worker.join(timeout + min(1.0, timeout))
+    if outcome:
+        return outcome[0]
+    return None, "no complete answer within %ss (timeout)" % round(timeout, 3), None
 
 
 def _retryable(status):
@@ -179,7 +285,7 @@ def post(hook, body, timeout=10.0, retries=3, backoff=1.0, sleep=time.sleep, clo
     attempts, status, error = 0, None, None
     while True:
         attempts += 1
-        status, error, retry_after = _post_once(hook, body, timeout)
+        status, error, retry_after = _attempt(hook, body, timeout)
         if status is not None and 200 <= status < 300:
             error = None
             break
@@ -201,7 +307,12 @@ def deliver(webhooks, payload, timeout=10.0, retries=3, backoff=1.0):
     results = [None] * len(webhooks)
 
     def one(index, hook):
-        results[index] = post(hook, body, timeout=timeout, retries=retries, backoff=backoff)
+        try:
+            results[index] = post(hook, body, timeout=timeout, retries=retries, backoff=backoff)
+        except Exception as err:  # pylint: disable=broad-except  # one broken webhook must not hide the others
+            results[index] = {"name": hook["name"], "target": describe(hook["url"]), "ok": False, "status": None,
+                              "attempts": 0, "seconds": 0.0,
+                              "error": _scrub("could not post: %s: %s" % (type(err).__name__, err), hook)}
 
     threads = [threading.Thread(target=one, args=(i, h), daemon=True) for i, h in enumerate(webhooks)]
     for thread in threads:

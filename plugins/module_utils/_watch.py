@@ -21,7 +21,6 @@ from __future__ import annotations
 import collections
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._decision import (
     NONE,
@@ -32,13 +31,18 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._decision import
 )
 from ansible_collections.fleetops.rollback.plugins.module_utils._health import (
     DEFAULT_REQUEST_TIMEOUT,
+    MAX_REQUEST_TIMEOUT,
+    MAX_TIMEOUT,
     MAX_WORKERS,
     HealthInputError,
     PrometheusError,
+    WorkerPool,
     _finite_values,
     _parse_headers,
-    _parse_url,
+    _show,
+    parse_query,
     parse_targets,
+    parse_url,
     prometheus_query,
     run_round,
 )
@@ -54,24 +58,25 @@ class WatchInputError(ValueError):
     """Bad input: the message names the option and the value."""
 
 
-def _show(value):
-    return "'%s'" % value if isinstance(value, str) else repr(value)
-
-
 def _r(seconds, digits=3):
     return round(seconds, digits)
 
 
-def _positive(value, where, integer=False, minimum_exclusive=0.0):
+def _positive(value, where, maximum, minimum_exclusive=0.0):
     if isinstance(value, bool):
         raise WatchInputError("%s: %s is not a number" % (where, _show(value)))
     try:
-        number = int(value) if integer else float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        raise WatchInputError("%s: %s is not a%s" % (where, _show(value), "n integer" if integer else " number")) \
-            from None
-    if (not integer and (math.isnan(number) or math.isinf(number))) or number <= minimum_exclusive:
+        raise WatchInputError("%s: %s is not a number" % (where, _show(value))) from None
+    except OverflowError:
+        number = math.inf  # an integer too large for a float
+    if math.isnan(number) or math.isinf(number):
+        raise WatchInputError("%s: %s is not a finite number" % (where, _show(value)))
+    if number <= minimum_exclusive:
         raise WatchInputError("%s: %s must be greater than %s" % (where, _show(value), minimum_exclusive))
+    if number > maximum:
+        raise WatchInputError("%s: %s is more than %d seconds; give a smaller number" % (where, _show(value), maximum))
     return number
 
 
@@ -81,9 +86,9 @@ class Watch:
     def __init__(self, queries=None, prometheus_url=None, prometheus_headers=None, validate_certs=True,
                  targets=None, signals=None, window=300.0, interval=5.0, failures=2, matrix=None,
                  matrix_replace=False, request_timeout=DEFAULT_REQUEST_TIMEOUT, on_empty="skip"):
-        self.window = _positive(window, "window")
-        self.interval = _positive(interval, "interval")
-        self.request_timeout = _positive(request_timeout, "request_timeout")
+        self.window = _positive(window, "window", MAX_TIMEOUT)
+        self.interval = _positive(interval, "interval", MAX_TIMEOUT)
+        self.request_timeout = _positive(request_timeout, "request_timeout", MAX_REQUEST_TIMEOUT)
         if isinstance(failures, bool) or not isinstance(failures, int) or failures < 0:
             raise WatchInputError("failures: %s is not a whole number, 0 or more" % _show(failures))
         self.failures = failures
@@ -108,9 +113,10 @@ class Watch:
             if name in HEALTH_SIGNALS and targets:
                 raise WatchInputError("queries.%s: the health checks of targets measure this signal; do not query "
                                       "it too" % name)
-            if not isinstance(query, str) or not query.strip():
-                raise WatchInputError("queries.%s: %s is not a PromQL query (a non-empty string)" % (name, _show(query)))
-            self.queries[name] = query.strip()
+            try:
+                self.queries[name] = parse_query(query, "queries.%s" % name)
+            except HealthInputError as err:
+                raise WatchInputError(str(err)) from None
         self.prometheus_url = None
         self.headers = {}
         self.validate_certs = validate_certs
@@ -119,10 +125,10 @@ class Watch:
                 raise WatchInputError("prometheus_url: required with queries (the Prometheus server, for example "
                                       "http://prometheus:9090)")
             try:
-                self.prometheus_url = _parse_url({"url": prometheus_url}, "prometheus_url", "prometheus")
+                self.prometheus_url = parse_url(prometheus_url, "prometheus_url", "prometheus")
                 self.headers = _parse_headers({"headers": prometheus_headers or {}}, "prometheus_headers")
             except HealthInputError as err:
-                raise WatchInputError(str(err).replace("prometheus_url.url", "prometheus_url")) from None
+                raise WatchInputError(str(err)) from None
 
         self.targets = []
         if targets:
@@ -176,7 +182,7 @@ class Watch:
         rounds, index = 0, 0
         result, errors, detected_after, round_t = None, {}, None, 0.0
         workers = max(1, min(MAX_WORKERS, len(self.queries) + len(self.targets)))
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rollback_watch")
+        pool = WorkerPool(workers, "rollback_watch")
         try:
             while True:
                 began = clock()
@@ -231,7 +237,8 @@ class Watch:
                     break
                 sleep(max(0.0, due - clock()))
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Queries and rounds still in flight (a SIGTERM) are abandoned, their commands killed.
+            pool.shutdown()
         ended = clock()
         report = dict(result)
         report.update(

@@ -50,7 +50,7 @@ options:
         required: true
       request_timeout:
         description:
-          - Seconds one sample of this check may take before it counts as failed.
+          - Seconds one sample of this check may take before it counts as failed. Greater than 0, at most 3600.
           - Always capped by what is left of O(timeout).
         type: float
         default: 5.0
@@ -60,7 +60,9 @@ options:
           - For V(prometheus) checks, required. The Prometheus server, for example V(http://prometheus:9090) (a path
             prefix such as V(http://proxy/prometheus) is kept; C(/api/v1/query) is added).
           - Redirects are followed; the proxy environment variables apply.
-          - Do not put credentials in the URL; send them in O(checks[].headers).
+          - Do not put credentials in the URL; send them in O(checks[].headers). A URL with credentials, a space or a
+            control character, non-ASCII characters in its path (percent-encode them), or a port that is not
+            1-65535 is refused before anything runs, with the password hidden.
         type: str
       method:
         description:
@@ -95,6 +97,8 @@ options:
       host:
         description:
           - For V(tcp) checks. The host name or address to connect to. Defaults to V(127.0.0.1).
+          - A host name or an IP address only (IPv6 without brackets); a URL, a C(host:port) or anything else is
+            refused with a message saying what to give instead.
         type: str
       port:
         description:
@@ -102,12 +106,17 @@ options:
         type: int
       argv:
         description:
-          - For V(command) checks, required. The program and its arguments, run directly, never through a shell.
+          - For V(command) checks, required. The program and its arguments, run directly, never through a shell;
+            C(;), C($(...)) and the like reach the program as text.
+          - A program path that is a FIFO, a device, a directory or a dangling link, a missing program whose name
+            holds a space (a shell line given as one item), or an argument with a NUL byte is refused before anything
+            runs. A program that is missing is a failed sample (it may be installed later).
         type: list
         elements: str
       rc:
         description:
           - For V(command) checks. The return code that counts as passing. Defaults to V(0).
+          - 0 to 255, or minus the number of the signal that killed the command (V(-9) for SIGKILL).
         type: int
       stdout:
         description:
@@ -244,13 +253,16 @@ options:
             choices: [fail, pass, zero]
   interval:
     description:
-      - Seconds between the starts of two rounds of a target. Must be greater than 0.
+      - Seconds between the starts of two rounds of a target. Must be greater than 0 and at most 604800 (a week).
     type: float
     default: 1.0
   timeout:
     description:
       - The overall deadline in seconds. Targets without a verdict by then get the verdict V(timeout).
-      - Must be greater than 0.
+      - Must be greater than 0 and at most 604800 (a week). It is kept on the monotonic clock, so a wall clock
+        that jumps (NTP, a VM resumed) moves neither the deadline nor the rounds.
+      - A round still waiting for an answer at the deadline is abandoned (its command killed); the target's last
+        error says which round did not answer.
     type: float
     default: 60.0
   successes:
@@ -293,6 +305,8 @@ notes:
     Input is validated before anything runs; a bad option fails with a message naming the option and
     the value, for example C(checks[1].type: 'htp' is not one of http, tcp, command, prometheus).
   - Each target keeps its last 20 rounds in its samples, to keep results small.
+  - A SIGTERM stops the gate at once with the message C(stopped by SIGTERM while polling the health checks of N
+    targets (no verdict yet)); commands of checks still running are killed.
   - The overall verdict is the worst of the targets' verdicts, V(unhealthy) being worse than V(timeout).
   - The P(fleetops.rollback.health_gate#role) role runs this module once from the controller over every host
     of the play and fails exactly the hosts that did not pass.
@@ -470,6 +484,7 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._health import (
     HEALTHY,
     HealthInputError,
     failure_message,
+    hide_url_secrets,
     parse_policy,
     parse_targets,
     poll,
@@ -498,12 +513,16 @@ class HealthGate(ModuleBase):
 
     def run(self):
         params = self.params
+        # A password in a URL is refused below, but the task's arguments are echoed back: hide it there too.
+        self.module.no_log_values.update(hide_url_secrets([params["checks"], params["targets"]]))
         try:
             policy = parse_policy(interval=params["interval"], timeout=params["timeout"],
                                   successes=params["successes"], failures=params["failures"])
             targets = parse_targets(checks=params["checks"], targets=params["targets"], name=params["name"])
         except HealthInputError as err:
             raise RollbackError(str(err)) from None
+        self.progress.at("polling the health checks of %d target%s (no verdict yet)"
+                         % (len(targets), "" if len(targets) == 1 else "s"))
         report = poll(targets, policy)
         result = dict(changed=False, **report)
         if params["checks"] is not None:

@@ -22,15 +22,17 @@ description:
     this run was refused). Lines are appended in one write each.
 options:
   event:
-    description: The kind of event, for example C(rollback).
+    description: The kind of event, for example C(rollback). Printable text of 1 to 200 characters.
     type: str
     default: rollback
   outcome:
-    description: How it ended on this host, for example C(failed), C(recovered) or C(escalated).
+    description:
+      - How it ended on this host, for example C(failed), C(recovered) or C(escalated).
+      - Printable text of 1 to 200 characters, without a line break (one event is one line).
     type: str
     required: true
   run_id:
-    description: The id of the rollback run; recorded as C(run).
+    description: The id of the rollback run; recorded as C(run). Printable text of 1 to 200 characters.
     type: str
   run_type:
     description: The kind of rollback run (C(immediate), C(standard), C(partial), C(failed_recovery), C(drill)); recorded as C(type).
@@ -45,7 +47,9 @@ options:
     description: The error message, for a failure. Cut to 2000 characters.
     type: str
   details:
-    description: Any other JSON-serialisable fields to record (secret-looking keys are redacted).
+    description:
+      - Any other JSON-serialisable fields to record (secret-looking keys are redacted).
+      - C(ts), C(event) and C(actor) are set by the journal itself (when, what and who) and are refused here.
     type: dict
     default: {}
   secret_values:
@@ -56,7 +60,10 @@ options:
     type: raw
     default: []
   store_path:
-    description: The restore point store on the host (see M(fleetops.rollback.restore_point)).
+    description:
+      - The restore point store on the host (see M(fleetops.rollback.restore_point)), an absolute path.
+      - A path that is a file, a FIFO, a device or a dangling link, or that lies under a file, is refused with a
+        message saying what is there; nothing is written.
     type: path
     default: /var/lib/fleetops/rollback
   create:
@@ -117,11 +124,25 @@ journaled:
   type: bool
 """
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import DEFAULT_STORE_PATH, ModuleBase
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import (
+    DEFAULT_STORE_PATH,
+    ModuleBase,
+    RollbackError,
+    check_path,
+)
+from ansible_collections.fleetops.rollback.plugins.module_utils._pathkind import directory_problem
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_data, sanitize, secret_values
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store, actor, utc_now
 
 ERROR_LIMIT = 2000
+NAME_LIMIT = 200
+# Fields the journal sets itself: who acted and when cannot be given in details.
+RESERVED = ("ts", "event", "actor")
+
+
+def _shown(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 4] + "...'"
 
 
 class RollbackJournalModule(ModuleBase):
@@ -140,6 +161,29 @@ class RollbackJournalModule(ModuleBase):
         create=dict(type="bool", default=False),
     )
 
+    def check(self):
+        """Refuse bad input before anything is written: each message names the option and the value."""
+        params = self.params
+        for option in ("event", "outcome", "run_id", "run_type"):
+            value = params[option]
+            if value is None and option in ("run_id", "run_type"):
+                continue
+            if not value or not value.strip() or not value.isprintable() or len(value) > NAME_LIMIT:
+                raise RollbackError("%s: %s is not a name for the journal; give printable text of 1 to %d characters "
+                                    "(for example %s)" % (option, _shown(value), NAME_LIMIT,
+                                                          {"event": "rollback", "outcome": "failed"}.get(option, "an id")))
+        for option in ("reason", "step"):
+            if params[option] is not None and "\x00" in params[option]:
+                raise RollbackError("%s: %s holds a NUL byte; give it as text" % (option, _shown(params[option])))
+        for key in params["details"] or {}:
+            if key in RESERVED:
+                raise RollbackError("details.%s: set by the journal itself (when and who); give it another name" % key)
+        path = check_path("store_path", params["store_path"])
+        problem = directory_problem(path)
+        if problem:
+            raise RollbackError("store_path: %r: %s; give the store's directory" % (path, problem))
+        return path
+
     def fields(self):
         fields = dict(self.params["details"] or {})
         named = {"outcome": self.params["outcome"], "run": self.params["run_id"], "type": self.params["run_type"],
@@ -150,7 +194,7 @@ class RollbackJournalModule(ModuleBase):
         return sanitize(fields, secrets) if secrets else fields
 
     def run(self):
-        store = Store(self.params["store_path"])
+        store = Store(self.check())
         fields = self.fields()
         if not store.exists() and not self.params["create"]:
             return {"changed": False, "journaled": False,

@@ -39,17 +39,24 @@ options:
     required: true
     suboptions:
       url:
-        description: The webhook URL (http or https). Hidden from all output.
+        description:
+          - The webhook URL (http or https, with a host). Hidden from all output.
+          - A URL with a space or a control character, or a host or port that cannot be read, is refused before
+            anything is posted (the message names the webhook by index and name, never by its URL).
         type: str
         required: true
       name:
         description: A name for results and warnings (default C(webhook N (scheme://host))).
         type: str
       headers:
-        description: Extra HTTP headers, for example an API key header. Hidden from all output.
+        description:
+          - Extra HTTP headers, for example an API key header. Hidden from all output.
+          - A value with a line break or a control character, or with characters beyond Latin-1, is refused.
         type: dict
       token:
-        description: "Sent as C(Authorization: Bearer <token>). Hidden from all output."
+        description:
+          - "Sent as C(Authorization: Bearer <token>). Hidden from all output."
+          - A token with a line break or a control character, or with characters beyond Latin-1, is refused.
         type: str
   rollback_id:
     description: The id of the rollback run.
@@ -79,7 +86,7 @@ options:
     type: raw
     default: []
   duration:
-    description: Seconds since the rollback started, if known.
+    description: Seconds since the rollback started, if known. 0 or more.
     type: float
   secret_values:
     description:
@@ -89,15 +96,17 @@ options:
     type: raw
     default: []
   timeout:
-    description: Seconds allowed for each attempt to post.
+    description:
+      - Seconds allowed for each attempt to post, above 0 and at most 300.
+      - The whole attempt ends then, even against a server that sends its answer a byte at a time.
     type: float
     default: 10
   retries:
-    description: Retries after a failed attempt (connection error, timeout, HTTP 429 or 5xx).
+    description: Retries after a failed attempt (connection error, timeout, HTTP 429 or 5xx), 0 to 10.
     type: int
     default: 3
   backoff:
-    description: Seconds before the first retry; each further retry waits twice as long (at most 60 s).
+    description: Seconds before the first retry, 0 to 60; each further retry waits twice as long (at most 60 s).
     type: float
     default: 1
   required:
@@ -193,9 +202,7 @@ class RollbackNotifyModule(ModuleBase):
 
     def run(self):
         params = self.params
-        if params["timeout"] <= 0 or params["retries"] < 0 or params["backoff"] < 0:
-            raise RollbackError("timeout must be above 0, retries and backoff 0 or more; got timeout=%s retries=%s "
-                                "backoff=%s" % (params["timeout"], params["retries"], params["backoff"]))
+        _notify.check_delivery(params["timeout"], params["retries"], params["backoff"], params["duration"])
         webhooks = _notify.validate_webhooks(params["webhooks"])
         secrets = sorted(_redact.secret_values(params["secret_values"], inherited=True))
         for hook in webhooks:  # never post a webhook's own credentials to another one
@@ -208,6 +215,8 @@ class RollbackNotifyModule(ModuleBase):
             return {"changed": False, "payload": payload, "delivered": 0,
                     "webhooks": [{"name": h["name"], "target": _notify.describe(h["url"]), "ok": None, "status": None,
                                   "attempts": 0, "seconds": 0.0, "error": None} for h in webhooks]}
+        self.progress.at("posting the %s notification to %d webhook%s" % (
+            params["event"], len(webhooks), "" if len(webhooks) == 1 else "s"))
         results = _notify.deliver(webhooks, payload, timeout=params["timeout"], retries=params["retries"],
                                   backoff=params["backoff"])
         failed = [r for r in results if not r["ok"]]

@@ -163,15 +163,15 @@ options:
     type: bool
     default: false
   window:
-    description: Seconds to watch. Must be greater than 0.
+    description: Seconds to watch. Must be greater than 0 and at most 604800 (a week).
     type: float
     default: 300
   interval:
-    description: Seconds between the starts of two rounds. Must be greater than 0.
+    description: Seconds between the starts of two rounds. Must be greater than 0 and at most 604800 (a week).
     type: float
     default: 5
   request_timeout:
-    description: Seconds one query or one health check may take.
+    description: Seconds one query or one health check may take. Greater than 0, at most 3600.
     type: float
     default: 5
 attributes:
@@ -192,8 +192,10 @@ attributes:
     platforms: posix
 notes:
   - Run it once for the fleet from the controller (C(run_once), C(delegate_to=localhost)); the guard playbook does.
-  - Bad input (an unknown signal, a bad rule, a check without its required options) fails before anything is
-    measured, with a message naming the option and the value.
+  - Bad input (an unknown signal, a bad rule, a check without its required options, a O(prometheus_url) that is not
+    an http(s) URL with a host or that carries credentials) fails before anything is measured, with a message naming
+    the option and the value (a password is hidden).
+  - A SIGTERM stops the watch at once with a message saying so; commands of checks still running are killed.
 seealso:
   - plugin: fleetops.rollback.rollback_decision
     plugin_type: filter
@@ -311,7 +313,7 @@ history:
 """
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._health import CHECK_OPTIONS
+from ansible_collections.fleetops.rollback.plugins.module_utils._health import CHECK_OPTIONS, hide_url_secrets
 from ansible_collections.fleetops.rollback.plugins.module_utils._watch import ON_EMPTY, Watch, WatchInputError
 
 
@@ -338,6 +340,8 @@ class RollbackWatch(ModuleBase):
 
     def run(self):
         p = self.params
+        urls = {"prometheus_url": p["prometheus_url"], "targets": p["targets"]}
+        self.module.no_log_values.update(hide_url_secrets(urls))
         try:
             watch = Watch(queries=p["queries"], prometheus_url=p["prometheus_url"],
                           prometheus_headers=p["prometheus_headers"], validate_certs=p["validate_certs"],
@@ -346,6 +350,7 @@ class RollbackWatch(ModuleBase):
                           request_timeout=p["request_timeout"], on_empty=p["on_empty"])
         except WatchInputError as err:
             raise RollbackError(str(err)) from None
+        self.progress.at("watching the signals (no decision yet)")
         report = watch.run()
         for name, error in sorted(report["query_errors"].items()):
             self.module.warn("rollback_watch: signal %s was not measured in the last round: %s" % (name, error))

@@ -19,6 +19,8 @@ import time
 from datetime import datetime, timezone
 from xml.sax.saxutils import escape
 
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import describe_os_error
+from ansible_collections.fleetops.rollback.plugins.module_utils._pathkind import directory_problem
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import Scrubber, redact_text, secret_values
 
 REPORT_FORMAT = 1
@@ -561,18 +563,21 @@ def render_svg(report, width_budget=900):
 
 
 # ---------------------------------------------------------------------- files
-def _write_private(path, text):
-    directory = os.path.dirname(path)
+class ReportError(Exception):
+    """The report could not be written: the message names the directory, what is wrong and what to do."""
+
+
+def _stage(directory, text):
+    """`text` in a new private temporary file of `directory`; its path."""
     fd, tmp = tempfile.mkstemp(prefix=".report-", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
             stream.write(text)
         os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        os.unlink(tmp)
         raise
+    return tmp
 
 
 def report_basename(report):
@@ -582,15 +587,48 @@ def report_basename(report):
 
 
 def write_report(report, directory, formats=("json", "md", "svg")):
-    """Write the report files into `directory` (created 0700); returns {format: path}."""
+    """Write the report files into `directory` (created 0700); returns {format: path}.
+
+    All or nothing: every file is staged first and only then renamed into place, so a full or read-only
+    filesystem leaves no half report (and no directory this call made). A directory that is not one (a FIFO, a
+    file, a dangling link) is refused before anything is written."""
+    if not isinstance(directory, str) or not directory.strip() or "\x00" in directory:
+        raise ReportError("report_dir: %r is not a directory path; set rollback_report_dir or "
+                          "FLEETOPS_ROLLBACK_REPORT_DIR to an absolute path" % (directory,))
     directory = os.path.abspath(os.path.expanduser(directory))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    problem = directory_problem(directory)
+    if problem:
+        raise ReportError("report_dir %s: %s; point rollback_report_dir or FLEETOPS_ROLLBACK_REPORT_DIR at a "
+                          "directory" % (directory, problem))
     base = report_basename(report)
     paths = {fmt: os.path.join(directory, "%s.%s" % (base, fmt)) for fmt in formats}
+    texts = {}
     if "svg" in paths:
-        _write_private(paths["svg"], render_svg(report))
+        texts["svg"] = render_svg(report)
     if "md" in paths:
-        _write_private(paths["md"], render_markdown(report, os.path.basename(paths["svg"]) if "svg" in paths else None))
+        texts["md"] = render_markdown(report, os.path.basename(paths["svg"]) if "svg" in paths else None)
     if "json" in paths:
-        _write_private(paths["json"], json.dumps(report, indent=2, sort_keys=False, default=str) + "\n")
+        texts["json"] = json.dumps(report, indent=2, sort_keys=False, default=str) + "\n"
+    missing, current = [], directory
+    while not os.path.lexists(current):
+        missing.append(current)  # deepest first
+        current = os.path.dirname(current)
+    staged = {}
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        for fmt, text in texts.items():
+            staged[fmt] = _stage(directory, text)
+        for fmt, tmp in staged.items():
+            os.replace(tmp, paths[fmt])
+    except OSError as err:
+        for tmp in staged.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        for made in missing:  # only the directories this call made
+            try:
+                os.rmdir(made)
+            except OSError:
+                break
+        raise ReportError("report_dir %s: %s; no report file was written" % (directory, describe_os_error(err))) \
+            from None
     return paths

@@ -9,6 +9,11 @@ Paths (every path counts its hits, see `hits`):
   /host/<name>        the status set in `host_status[name]` (200 when unset); a value "slow:<ms>" answers
                       200 after <ms> milliseconds
   /echo-headers       200 with the request's header names (never values) in the body
+  /huge/<mb>          200 with a body of <mb> MiB
+  /binary             200 with a body that is not UTF-8
+
+`RawServer` is a TCP server that misbehaves below HTTP: it accepts and never answers ("hang"), resets every
+connection ("reset") or sends an answer one byte at a time, forever ("drip").
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import collections
 import json
 import socket
 import ssl
+import struct
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,6 +71,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._delay(int(setting.split(":", 1)[1]))
                 return self._answer(200, b"slow ok")
             return self._answer(int(setting), b"host %s" % parts[1].encode())
+        if len(parts) == 2 and parts[0] == "huge":
+            return self._answer(200, b"x" * (int(parts[1]) * 1024 * 1024))
+        if parts == ["binary"]:
+            return self._answer(200, b"\xff\xfe\x00status \xc3\x28 ok \x80\x81", "application/octet-stream")
         if parts == ["echo-headers"]:
             return self._answer(200, json.dumps(sorted(self.headers.keys())).encode(), "application/json")
         return self._answer(404, b"not found")
@@ -167,4 +177,77 @@ class Listener:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join(timeout=5)
+        self._sock.close()
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that misbehaves below HTTP, one of:
+    "hang": accepts, reads the request and never answers (the connection stays open);
+    "reset": accepts, reads the request and resets the connection (RST, not a clean close);
+    "drip": answers a 200 one byte at a time, a byte every `pause` seconds, forever.
+    `accepted` counts the connections; stopping closes every socket."""
+
+    def __init__(self, mode, pause=0.2):
+        self.mode = mode
+        self.pause = pause
+        self.accepted = 0
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.port = self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._conns = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def _serve(self):
+        self._sock.settimeout(0.05)
+        while not self._stop.is_set():
+            try:
+                conn, _addr = self._sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            with self._lock:
+                self.accepted += 1
+                self._conns.append(conn)
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn):
+        try:
+            conn.settimeout(2)
+            try:
+                conn.recv(65536)
+            except OSError:
+                pass
+            if self.mode == "reset":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+            elif self.mode == "drip":
+                answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Drip: " + b"a" * 100000
+                for byte in answer:
+                    if self._stop.wait(self.pause):
+                        break
+                    conn.sendall(bytes([byte]))
+            else:
+                self._stop.wait()
+        except OSError:
+            pass  # the client gave up: that is what these modes test
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        with self._lock:
+            for conn in self._conns:
+                try:
+                    conn.close()
+                except OSError:
+                    pass
         self._sock.close()
