@@ -146,11 +146,33 @@ class ModuleBase:
         if self.uses_store:
             spec.update(STORE_ARGUMENT_SPEC)
         spec.update(self.argument_spec)
-        self.module = AnsibleModule(argument_spec=spec, supports_check_mode=True, **self.module_kwargs)
+        try:
+            self.module = AnsibleModule(argument_spec=spec, supports_check_mode=True, **self.module_kwargs)
+        except (OverflowError, ValueError, TypeError, RecursionError) as err:
+            # Ansible's own type checks can break on a value far out of range (10**400 for a float option) before
+            # there is a module to fail with: answer as a module would, naming the options that hold such values.
+            self._fail_unparsed(spec, err)
         self.params = self.module.params
         self.check_mode = self.module.check_mode
         self.diff_mode = self.module._diff
         self.progress = PROGRESS
+
+    @staticmethod
+    def _fail_unparsed(spec, err):
+        import json  # pylint: disable=import-outside-toplevel
+        import sys  # pylint: disable=import-outside-toplevel
+        from ansible.module_utils.basic import _load_params  # pylint: disable=import-outside-toplevel
+        try:
+            given = _load_params()
+        except (SystemExit, Exception):  # pylint: disable=broad-except
+            given = {}
+        suspects = sorted(name for name, value in given.items()
+                          if name in spec and isinstance(value, int) and not isinstance(value, bool)
+                          and abs(value) > 2 ** 63)
+        print(json.dumps({"failed": True, "msg": "the task's arguments could not be read: %s (%s)%s; give values in "
+                          "range" % (type(err).__name__, err, "; out of range: %s" % ", ".join(suspects)
+                                     if suspects else "")}))
+        sys.exit(1)
 
     def run(self):
         raise NotImplementedError

@@ -139,6 +139,7 @@ RESTORE_CASES = {
     "lock-timeout-negative": ({"lock_timeout": -5}, "-5"),
     "lock-timeout-huge": ({"lock_timeout": 1e12}, "1000000000000"),
     "lock-timeout-nan": ({"lock_timeout": "nan"}, "nan"),
+    "lock-timeout-beyond-any-float": ({"lock_timeout": 10 ** 400}, "out of range: lock_timeout"),
     "lock-timeout-text": ({"lock_timeout": "soon"}, "lock_timeout"),
     "state-unknown": ({"state": "rolledback"}, "rolledback"),
 }

@@ -34,7 +34,7 @@ def target(server, name, path):
 def test_static_signals_decide_in_the_first_round():
     report = Watch(signals={"critical_vulnerabilities": 2}, window=30, interval=5).run()
     assert report["decision"] == "immediate" and report["matched_rule"] == "critical-vulnerability"
-    assert report["detected"] is True and report["detected_after"] == 0 and report["rounds"] == 1
+    assert report["detected"] is True and report["detected_after"] < 5 and report["rounds"] == 1
     assert report["history"][0]["decision"] == "immediate"
 
 
