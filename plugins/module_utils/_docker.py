@@ -98,13 +98,8 @@ def _check_repo(repo, where, ref):
         raise RollbackError("%s: %r is not a valid image reference: the repository name is longer than %d characters"
                             % (where, ref, MAX_NAME))
     first, _slash, rest = repo.partition("/")
-    if rest and _registry_host(first):
-        if not _HOST_RE.fullmatch(first):
-            raise RollbackError("%s: %r is not a valid image reference: %r is not a registry host[:port]"
-                                % (where, ref, first))
-        path = rest
-    else:
-        path = repo
+    # As the engine reads it: a first part that looks like a host names the registry.
+    path = rest if rest and _registry_host(first) and _HOST_RE.fullmatch(first) else repo
     if not _REPO_RE.fullmatch(path):
         raise RollbackError("%s: %r is not a valid repository name (lowercase letters, digits, '.', '_', '-' and "
                             "'/'); give repo:tag, for example app:latest" % (where, ref))
@@ -141,10 +136,10 @@ def check_source_ref(ref, where="name"):
 
 
 def check_container_name(name, where="containers"):
-    name = _text(name, where, "a container name")
+    name = _text(name, where, "a container name (container names are letters, digits, '_', '.', '-')")
     if not _CONTAINER_RE.fullmatch(name):
-        raise RollbackError("%s: %r is not a container name (letters, digits, '_', '.', '-'; at least 2 characters)"
-                            % (where, name))
+        raise RollbackError("%s: %r is not a container name (container names are letters, digits, '_', '.', '-'; at "
+                            "least 2 characters)" % (where, name))
     return name.lstrip("/")
 
 

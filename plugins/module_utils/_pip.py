@@ -27,17 +27,20 @@ from __future__ import annotations
 import ast
 import base64
 import csv
+import errno
 import hashlib
 import io
 import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import zipfile
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 
 PIP_TIMEOUT = 1800
 LIST_TIMEOUT = 120
@@ -48,7 +51,8 @@ _PEP440 = re.compile(r"""^\s*v?(?:(?:[0-9]+!)?[0-9]+(?:\.[0-9]+)*(?:[-_.]?(?:a|b
     (?:(?:-[0-9]+)|(?:[-_.]?(?:post|rev|r)[-_.]?[0-9]*))?(?:[-_.]?dev[-_.]?[0-9]*)?)(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?\s*$""",
                      re.VERBOSE | re.IGNORECASE)
 _CREDENTIALS = re.compile(r"(\w+://)[^/@\s]+@")
-_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]*")
 
 # Runs inside the target interpreter: every distribution it sees, first on sys.path wins (as with
 # importlib.metadata). It reads the dist-info / egg-info headers itself and prints a Python literal: importing
@@ -130,6 +134,36 @@ def redact_url(text):
     return _CREDENTIALS.sub(r"\1****@", text or "")
 
 
+def shown(value):
+    """A value as a message shows it: its repr, with URL credentials and secret-looking text masked."""
+    return redact_url(redact_text(repr(value)))
+
+
+def check_packages(packages, where):
+    """The packages of a snapshot (a file or a point): each a real name with an exact version, or a direct
+    (editable, VCS, URL) install. Anything else would reach pip's command line; it is refused, naming it."""
+    if not isinstance(packages, dict):
+        raise RollbackError("%s: holds no package list (expected {name: {name, version}}), got %s"
+                            % (where, shown(packages)[:200]))
+    for key, pkg in packages.items():
+        if not isinstance(pkg, dict) or not isinstance(pkg.get("name"), str) or not _NAME.fullmatch(pkg["name"]) \
+                or canonical(pkg["name"]) != key:
+            raise RollbackError("%s: %s is not a package entry {name: NAME, version: VERSION} (the name must match "
+                                "its key %r); fix or recapture the snapshot" % (where, shown(pkg)[:200], key))
+        version = pkg.get("version")
+        direct = pkg.get("editable") or pkg.get("vcs") or pkg.get("url")
+        if not isinstance(version, str) or (version and not _VERSION.fullmatch(version)) or (not version and not direct):
+            raise RollbackError("%s: %s version %s is not a version; a snapshot holds exact versions such as 1.2.3"
+                                % (where, pkg["name"], shown(version)))
+        for field in ("editable", "vcs", "url", "commit", "subdirectory"):
+            value = pkg.get(field)
+            if value is not None and (not isinstance(value, str) or not value or
+                                      any(ord(ch) < 33 or ord(ch) == 127 for ch in value)):
+                raise RollbackError("%s: %s %s %s is not valid (no spaces or control characters)"
+                                    % (where, pkg["name"], field, shown(value)))
+    return packages
+
+
 # ---------------------------------------------------------------------------------------------- processes
 
 def child_env(use_pip_config=False):
@@ -162,54 +196,108 @@ def pip_errors(out, err):
     last = [line.strip() for line in (err or out or "").splitlines() if line.strip()][-1:]
     if last and last[0] not in wanted:
         wanted += last  # the exception line that ends a traceback
-    return redact_url(" | ".join((wanted or lines)[-6:]))[-1500:]
+    return redact_url(redact_text(" | ".join((wanted or lines)[-6:])))[-1500:]
 
 
 # ---------------------------------------------------------------------------------------------- environment
 
+def _kind(path):
+    """What is at a path, in words, for messages: None for a directory."""
+    try:
+        st = os.lstat(path)
+    except OSError as err:
+        return "does not exist" if err.errno == errno.ENOENT else "cannot be read (%s)" % err.strerror
+    if stat.S_ISLNK(st.st_mode):
+        if not os.path.exists(path):
+            return "is a dangling symlink (to %r)" % os.readlink(path)
+        st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode):
+        return None
+    for test, word in ((stat.S_ISREG, "a file"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(st.st_mode):
+            return "is %s, not a directory" % word
+    return "is not a directory"
+
+
+def check_abs(value, where, what):
+    if not isinstance(value, str) or not value.strip():
+        raise RollbackError("%s: %r is not a path; give the full path of %s" % (where, value, what))
+    if "\x00" in value:
+        raise RollbackError("%s: %r holds a NUL byte; give the full path of %s" % (where, value, what))
+    if not os.path.isabs(value):
+        raise RollbackError("%s: %r is not an absolute path; give the full path of %s" % (where, value, what))
+    return value
+
+
 def resolve_python(virtualenv=None, executable=None, where="virtualenv"):
     """The interpreter of a virtualenv, or the one given (a python, or a pip script whose shebang names it)."""
     if virtualenv:
-        if not os.path.isabs(virtualenv):
-            raise RollbackError("%s: %r is not an absolute path; give the full path of the virtualenv" % (where, virtualenv))
+        check_abs(virtualenv, where, "the virtualenv")
+        problem = _kind(virtualenv)
+        if problem:
+            raise RollbackError("%s: %r %s; give the directory of the virtualenv (python3 -m venv DIR makes one)"
+                                % (where, virtualenv, problem))
         for candidate in ("bin/python", "bin/python3"):
             path = os.path.join(virtualenv, candidate)
             if os.path.isfile(path) and os.access(path, os.X_OK):
                 return os.path.normpath(path)
-        raise RollbackError("%s: %r has no bin/python; create the virtualenv first or give the right path"
-                            % (where, virtualenv))
+        raise RollbackError("%s: %r has no bin/python, so it is not a virtualenv; create the virtualenv first (python3 "
+                            "-m venv) or give the right path" % (where, virtualenv))
     if not executable:
         raise RollbackError("pip: give virtualenv (a venv directory) or executable (a python or pip path)")
+    where = "executable" if where == "virtualenv" else where
+    if not isinstance(executable, str) or "\x00" in executable or not executable.strip():
+        raise RollbackError("%s: %r is not a path; give the full path of a python or pip" % (where, executable))
     if not os.path.isabs(executable):
         found = shutil.which(executable)
         if not found:
-            raise RollbackError("executable: %r is not on PATH; give the full path of a python or pip" % executable)
+            raise RollbackError("%s: %r is not on PATH; give the full path of a python or pip" % (where, executable))
         executable = found
     if not (os.path.isfile(executable) and os.access(executable, os.X_OK)):
-        raise RollbackError("executable: %r is not an executable file; give the full path of a python or pip" % executable)
+        if os.path.isfile(executable):
+            problem = "is a file without execute permission"
+        else:
+            problem = (_kind(executable) or "is a directory").replace(", not a directory", "")
+        raise RollbackError("%s: %r %s; give the full path of a python or pip (an executable file)"
+                            % (where, executable, problem))
     if os.path.basename(executable).startswith("pip"):
         with open(executable, "rb") as stream:
             first = stream.readline().decode("utf-8", "replace").strip()
         if not first.startswith("#!"):
-            raise RollbackError("executable: %r is a pip without a #! line naming its python; give the python instead"
-                                % executable)
+            raise RollbackError("%s: %r is a pip without a #! line naming its python; give the python instead"
+                                % (where, executable))
         parts = first[2:].split()
         if parts and os.path.basename(parts[0]) == "env" and len(parts) > 1:
             python = shutil.which(parts[1])
         else:
             python = parts[0] if parts else None
         if not python or not os.path.isfile(python):
-            raise RollbackError("executable: the python of %r (%r) does not exist; give the python instead"
-                                % (executable, first))
+            raise RollbackError("%s: the python of %r (%r) does not exist; give the python instead"
+                                % (where, executable, first))
         return python
     return executable
+
+
+def check_find_links(record, where="find_links"):
+    """Every local wheelhouse of the record exists as a directory: a restore that cannot reach its source would
+    fail only after the safety copies were made, and pip would say "no matching distribution"."""
+    for index, link in enumerate(record.get("find_links") or []):
+        path = link[len("file://"):] if link.startswith("file://") else link
+        if "://" in path:
+            continue
+        problem = _kind(path)
+        if problem:
+            raise RollbackError("%s[%d]: the wheelhouse %r %s; give an existing directory of wheels (or a URL); nothing "
+                                "was changed" % (where, index, link, problem))
 
 
 def inspect(python, use_pip_config=False):
     """Everything the interpreter sees: {"python", "python_version", "paths", "dists": {key: dist}}."""
     rc, out, err = run([python, "-c", LIST_SCRIPT], env=child_env(use_pip_config), timeout=LIST_TIMEOUT)
     if rc != 0:
-        raise RollbackError("pip: could not list the packages of %s (exit %s): %s" % (python, rc, (err or out).strip()[-800:]))
+        raise RollbackError("pip: could not list the packages of %s (exit %s): %s"
+                            % (python, rc, redact_url(redact_text((err or out).strip()[-800:]))))
     try:
         data = ast.literal_eval(out)
     except (ValueError, SyntaxError):
@@ -318,35 +406,30 @@ def normalize_env(spec, where):
     """One environment of a snapshot spec: {virtualenv|executable, find_links, index_url, prune_extra,
     build_isolation, use_pip_config}."""
     if not isinstance(spec, dict):
-        raise RollbackError("%s: expected a dict such as {virtualenv: /srv/app/venv, find_links: [/srv/wheels]}, got %r"
-                            % (where, spec))
+        raise RollbackError("%s: expected a dict such as {virtualenv: /srv/app/venv, find_links: [/srv/wheels]}, got %s"
+                            % (where, shown(spec)))
     known = {"virtualenv", "executable", "find_links", "index_url", "prune_extra", "build_isolation", "use_pip_config",
              "only"}
     unknown = sorted(set(spec) - known)
     if unknown:
         raise RollbackError("%s: unknown key %s; known keys: %s" % (where, ", ".join(unknown), ", ".join(sorted(known))))
     if bool(spec.get("virtualenv")) == bool(spec.get("executable")):
-        raise RollbackError("%s: give exactly one of virtualenv (a venv directory) or executable (a python or pip); got %r"
-                            % (where, spec))
-    for key in ("virtualenv", "executable"):
-        value = spec.get(key)
-        if value is not None and (not isinstance(value, str) or not os.path.isabs(value)):
-            raise RollbackError("%s.%s: %r is not an absolute path; give the full path" % (where, key, value))
+        raise RollbackError("%s: give exactly one of virtualenv (a venv directory) or executable (a python or pip); got %s"
+                            % (where, shown(spec)))
+    for key, what in (("virtualenv", "the virtualenv"), ("executable", "a python or pip")):
+        if spec.get(key) is not None:
+            check_abs(spec[key], "%s.%s" % (where, key), what)
     find_links = spec.get("find_links") or []
     if isinstance(find_links, str):
         find_links = [find_links]
-    if not isinstance(find_links, list) or not all(isinstance(f, str) and f for f in find_links):
-        raise RollbackError("%s.find_links: give a list of wheelhouse directories or URLs, got %r" % (where, find_links))
-    for link in find_links:
-        check_no_credentials(link, "%s.find_links" % where)
-        if "://" not in link and not os.path.isabs(link):
-            raise RollbackError("%s.find_links: %r is not an absolute path or a URL; give the full path of the "
-                                "wheelhouse" % (where, link))
+    if not isinstance(find_links, list):
+        raise RollbackError("%s.find_links: give a list of wheelhouse directories or URLs, got %s"
+                            % (where, shown(find_links)))
+    for index, link in enumerate(find_links):
+        check_source_url(link, "%s.find_links[%d]" % (where, index), local=True)
     index_url = spec.get("index_url")
     if index_url is not None:
-        if not isinstance(index_url, str) or not index_url:
-            raise RollbackError("%s.index_url: give a URL such as https://pypi.internal/simple, got %r" % (where, index_url))
-        check_no_credentials(index_url, "%s.index_url" % where)
+        check_source_url(index_url, "%s.index_url" % where)
     out = {
         "virtualenv": os.path.normpath(spec["virtualenv"]) if spec.get("virtualenv") else None,
         "executable": spec.get("executable"),
@@ -362,6 +445,26 @@ def normalize_env(spec, where):
 def _bool(value, where):
     if not isinstance(value, bool):
         raise RollbackError("%s: %r must be true or false" % (where, value))
+    return value
+
+
+def check_source_url(value, where, local=False):
+    """A package source: an http(s) or file URL, or (find_links) an absolute directory. Refused, naming it, when it
+    is not one, or carries credentials (which would land on pip's command line and in the snapshot)."""
+    example = "a wheelhouse directory or a URL" if local else "a URL such as https://pypi.internal/simple"
+    if not isinstance(value, str) or not value.strip():
+        raise RollbackError("%s: %r is not %s" % (where, value, example))
+    shown = redact_url(value)
+    if any(ord(ch) < 33 or ord(ch) == 127 for ch in value):
+        raise RollbackError("%s: %r holds a space or a control character; give %s" % (where, shown, example))
+    check_no_credentials(value, where)
+    if "://" in value:
+        scheme = value.split("://", 1)[0].lower()
+        if scheme not in ("http", "https", "file") or not value.split("://", 1)[1]:
+            raise RollbackError("%s: %r is not an http(s) or file URL; give %s" % (where, shown, example))
+    elif not local or not os.path.isabs(value):
+        raise RollbackError("%s: %r is not %s%s" % (where, shown, "an absolute path or a URL; give " if local else "",
+                                                   example))
     return value
 
 
@@ -439,8 +542,11 @@ def compare(wanted, current, only=None, prune_extra=False, exact=False, unmanage
 def check_only(record, only, where="only"):
     if only is None:
         return None
+    bad0 = [n for n in only if not isinstance(n, str)]
+    if bad0:
+        raise RollbackError("%s: %r is not a package name" % (where, bad0[0]))
     keys = [canonical(n) for n in only]
-    bad = [n for n in only if not isinstance(n, str) or not _NAME.match(n)]
+    bad = [n for n in only if not isinstance(n, str) or not _NAME.fullmatch(n)]
     if bad:
         raise RollbackError("%s: %r is not a package name" % (where, bad[0]))
     missing = [n for n, k in zip(only, keys) if k not in record["packages"]]
@@ -514,6 +620,13 @@ def missing_message(record, out, err):
             % (req, source_text(record), available or "none"))
 
 
+def full_disk(record, out, err):
+    """Advice when pip ran out of space: where, and what to do."""
+    if "No space left on device" in (err or "") + (out or "") or "[Errno 28]" in (err or "") + (out or ""):
+        return " (the filesystem holding %s is full: free space on it and run again)" % env_label(record)
+    return ""
+
+
 def pip_version(python, env):
     rc, out, _err = run([python, "-c", "import pip; print(pip.__version__)"], env=env, timeout=LIST_TIMEOUT)
     if rc != 0:
@@ -528,6 +641,8 @@ def preflight(record, changes):
     if not reqs:
         return
     python = resolve_python(record.get("virtualenv"), record.get("executable") or record.get("python"))
+    if not record.get("wheelhouse"):
+        check_find_links(record)
     env = child_env(record.get("use_pip_config"))
     tmp = tempfile.mkdtemp(prefix="fleetops-pip-check-")
     try:
@@ -714,6 +829,8 @@ def apply(record, changes, listing=None):
     installs = [c for c in changes if c["action"] in ("install", "change")]
     removes = [c for c in changes if c["action"] == "remove"]
     touched = [c["key"] for c in changes if c["action"] in ("change", "remove")]
+    if installs and not record.get("wheelhouse"):
+        check_find_links(record)
     work = tempfile.mkdtemp(prefix="fleetops-pip-revert-")
     os.chmod(work, 0o700)
     try:
@@ -733,7 +850,8 @@ def apply(record, changes, listing=None):
             source = dict(record, find_links=[], index_url=None) if only_safety else record
             rc, out, err = _pip_install(python, source, reqs, env, find_links=wheelhouse, no_index=only_safety)
             if rc != 0:
-                failure = missing_message(record, out, err) or "pip install failed: %s" % pip_errors(out, err)
+                failure = missing_message(record, out, err) or "pip install failed: %s%s" % (pip_errors(out, err),
+                                                                                             full_disk(record, out, err))
         if failure is None and removes:
             rc, out, err = _pip_uninstall(python, [c["name"] for c in removes], env)
             if rc != 0:

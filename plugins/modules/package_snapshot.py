@@ -78,6 +78,12 @@ options:
     description: With O(manager=apt), C(apt-mark hold) the restored packages afterwards.
     type: bool
     default: false
+  dpkg_lock_timeout:
+    description:
+      - With O(manager=apt), seconds to wait for another apt, dpkg or unattended-upgrades run to release the dpkg lock
+        before failing (0 to 3600). The failure names the process holding the lock and changes nothing.
+      - Default 300. Given with O(state=present), it is recorded in the snapshot and used by its restores.
+    type: int
   dest:
     description: With O(state=present), write the snapshot to this file (JSON, mode 0600) instead of a restore point.
     type: path
@@ -266,6 +272,7 @@ class PackageSnapshotModule(ModuleBase):
         build_isolation=dict(type="bool", default=True),
         names=dict(type="list", elements="str"),
         hold=dict(type="bool", default=False),
+        dpkg_lock_timeout=dict(type="int"),
         dest=dict(type="path"),
         src=dict(type="path"),
         point=dict(type="str", default="known_good"),
