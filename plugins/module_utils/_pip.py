@@ -134,6 +134,26 @@ def redact_url(text):
     return _CREDENTIALS.sub(r"\1****@", text or "")
 
 
+def url_secrets(value):
+    """The credentials written into any URL inside value (strings, lists, dicts): the password, and the whole
+    user:password or token part, for a module to add to no_log_values so its result never echoes them."""
+    found = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, str):
+            for match in re.finditer(r"\w+://([^/@\s]+)@", item):
+                userinfo = match.group(1)
+                found.add(userinfo)
+                if ":" in userinfo:
+                    found.add(userinfo.split(":", 1)[1])
+    return {secret for secret in found if secret}
+
+
 def shown(value):
     """A value as a message shows it: its repr, with URL credentials and secret-looking text masked."""
     return redact_url(redact_text(repr(value)))
@@ -454,16 +474,19 @@ def check_source_url(value, where, local=False):
     example = "a wheelhouse directory or a URL" if local else "a URL such as https://pypi.internal/simple"
     if not isinstance(value, str) or not value.strip():
         raise RollbackError("%s: %r is not %s" % (where, value, example))
-    shown = redact_url(value)
-    if any(ord(ch) < 33 or ord(ch) == 127 for ch in value):
-        raise RollbackError("%s: %r holds a space or a control character; give %s" % (where, shown, example))
+    text = redact_url(value)
+    url = "://" in value
+    # A directory may hold a space; a URL may not, and neither may hold a control character.
+    if any(ord(ch) < 32 or ord(ch) == 127 or (url and ch.isspace()) for ch in value):
+        raise RollbackError("%s: %r holds %s; give %s" % (where, text, "a space or a control character" if url
+                                                          else "a control character (NUL, newline, ...)", example))
     check_no_credentials(value, where)
     if "://" in value:
         scheme = value.split("://", 1)[0].lower()
         if scheme not in ("http", "https", "file") or not value.split("://", 1)[1]:
-            raise RollbackError("%s: %r is not an http(s) or file URL; give %s" % (where, shown, example))
+            raise RollbackError("%s: %r is not an http(s) or file URL; give %s" % (where, text, example))
     elif not local or not os.path.isabs(value):
-        raise RollbackError("%s: %r is not %s%s" % (where, shown, "an absolute path or a URL; give " if local else "",
+        raise RollbackError("%s: %r is not %s%s" % (where, text, "an absolute path or a URL; give " if local else "",
                                                    example))
     return value
 

@@ -256,7 +256,7 @@ midway:
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
 from ansible_collections.fleetops.rollback.plugins.module_utils import _package_snapshot as snapshot
-from ansible_collections.fleetops.rollback.plugins.module_utils import _points
+from ansible_collections.fleetops.rollback.plugins.module_utils import _pip, _points
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store
 
 
@@ -287,6 +287,9 @@ class PackageSnapshotModule(ModuleBase):
 
     def run(self):
         params = self.params
+        # Credentials written into index_url or find_links are refused; they must not come back in the echoed
+        # module arguments of that failure either.
+        self.module.no_log_values.update(_pip.url_secrets([params["index_url"], params["find_links"]]))
         snapshot.check_options(params)
         if params["state"] == "present":
             return self.present(params)
