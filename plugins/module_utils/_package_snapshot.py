@@ -142,7 +142,7 @@ def read_snapshot(src, params, spec):
         raise RollbackError("src: cannot read %s (%s)" % (src, getattr(err, "strerror", None) or err))
     manager = params["manager"]
     body = None
-    if text.lstrip().startswith("{"):
+    if text.lstrip().startswith(("{", "[")):
         try:
             body = json.loads(text)
         except ValueError as err:

@@ -209,14 +209,22 @@ def run(argv, env=None, timeout=PIP_TIMEOUT, cwd="/"):
 
 
 def pip_errors(out, err):
-    """The lines of pip output that say what went wrong, credentials masked."""
-    text = (err or "") + "\n" + (out or "")
+    """The lines of pip output that say what went wrong (its error lines, which file, the exception a build
+    raised), credentials and secret-looking values masked. pip says which file it processes on stdout and what
+    failed on stderr: stdout goes first to keep that order."""
+    text = (out or "") + "\n" + (err or "")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    wanted = [line for line in lines if line.startswith("ERROR:") and line != "ERROR: Exception:"]
+    wanted = []
+    for line in lines:
+        if line == "ERROR: Exception:" or line in wanted:
+            continue
+        if line.lower().startswith(("error:", "processing ")) or line.startswith(("\u00d7", "\u2570")) \
+                or re.match(r"^[A-Za-z_.]*(Error|Exception): ", line):
+            wanted.append(line)
     last = [line.strip() for line in (err or out or "").splitlines() if line.strip()][-1:]
-    if last and last[0] not in wanted:
+    if last and last[0] not in wanted and not last[0].startswith(("hint:", "note:")):
         wanted += last  # the exception line that ends a traceback
-    return redact_url(redact_text(" | ".join((wanted or lines)[-6:])))[-1500:]
+    return redact_url(redact_text(" | ".join((wanted or lines)[-8:])))[-1500:]
 
 
 # ---------------------------------------------------------------------------------------------- environment
@@ -679,8 +687,9 @@ def preflight(record, changes):
         rc, out, err = run(argv + source_args(record) + reqs, env=env)
         if rc != 0:
             raise RollbackError(missing_message(record, out, err) or
-                                "pip: the wanted versions cannot be installed into %s from %s: %s; nothing was changed"
-                                % (env_label(record), source_text(record), pip_errors(out, err)))
+                                "pip: the wanted versions (%s) cannot be installed into %s from %s: %s; nothing was "
+                                "changed" % (redact_url(" ".join(reqs)), env_label(record), source_text(record),
+                                             pip_errors(out, err)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
