@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import tempfile
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import PROGRESS, RollbackError, Terminated
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 
 APT_TIMEOUT = 1800
@@ -140,7 +140,7 @@ def query(names):
     """{name: {version, status, held, arch}}; version is None for a package that is not installed."""
     rc, out, err = run(["dpkg-query", "-W", "-f=" + FORMAT] + list(names), timeout=120)
     if rc not in (0, 1):
-        raise RollbackError("apt: dpkg-query failed (exit %s): %s" % (rc, (err or out).strip()[-500:]))
+        raise RollbackError("apt: dpkg-query failed (exit %s): %s" % (rc, redact_text((err or out).strip()[-500:])))
     rows = {}
     for line in out.splitlines():
         parts = line.split("\t")
@@ -373,10 +373,17 @@ def apply(record, changes):
         kept = keep_debs([c["name"] for c in moving if c["action"] in ("change", "remove")], work) if moving else {}
         failure = None
         if moving:
-            rc, out, err = run(_install_argv(record, moving))
-            if rc != 0:
-                failure = "apt-get install failed (exit %s): %s" % (
-                    rc, lock_problem(out, err, lock_timeout(record)) or errors(out, err))
+            PROGRESS.at("installing %s with apt-get" % " ".join(_items(record, moving)),
+                        state="dpkg may have changed %s midway; the kept .debs are in %s until this run ends"
+                        % (", ".join(c["name"] for c in moving), work))
+            try:
+                rc, out, err = run(_install_argv(record, moving))
+                if rc != 0:
+                    failure = "apt-get install failed (exit %s): %s" % (
+                        rc, lock_problem(out, err, lock_timeout(record)) or errors(out, err))
+            except Terminated:
+                # apt-get was killed on the way out: dpkg may be half-way; the revert below puts the kept .debs back.
+                failure = "stopped by SIGTERM while %s" % PROGRESS.step
         # Installing a held package with --allow-change-held-packages drops its hold: a hold the restore does not
         # manage is put back, so only the marks in the plan change.
         marked = {c["name"]: c["to"]["held"] for c in marks}

@@ -225,8 +225,8 @@ def connect(docker_host=None, timeout=60):
         except OSError as err:
             problem = "%s: %s" % (path, err.strerror)
         if problem:
-            raise RollbackError("%s: no Docker engine at %s (%s); start dockerd or give the right docker_host; nothing "
-                                "was changed" % (where, shown, problem), docker_host=shown)
+            raise RollbackError("%s: cannot reach a Docker engine at %s (%s); start dockerd or give the right "
+                                "docker_host; nothing was changed" % (where, shown, problem), docker_host=shown)
     try:
         client = docker.APIClient(base_url=base_url, version="auto", timeout=timeout)
         client.ping()
@@ -344,9 +344,13 @@ def check_interrupted(client, names, refs, where="containers"):
             continue
         attrs = inspect_container(client, row["Id"])
         base = aside[:-len(ASIDE_SUFFIX)]
-        if attrs is None or (base not in names and normal_ref(attrs["Config"].get("Image")) not in wanted):
+        if attrs is None:
             continue
         current = inspect_container(client, base)
+        # Ours when its container is part of this task, or when that container is gone (killed before the
+        # replacement was created) and the set-aside one runs a reference this task moves.
+        if base not in names and (current is not None or normal_ref(attrs["Config"].get("Image")) not in wanted):
+            continue
         now = ("%s (%s)" % (base, _describe(current))) if current else "missing (the run stopped before creating it)"
         raise RollbackError(
             "%s: a container named %r exists, left by an interrupted retag: it is the container %r ran before (%s), "
@@ -501,7 +505,7 @@ def container_verdict(attrs):
     status = state.get("Status")
     if status in ("exited", "dead") or (status == "created" and state.get("FinishedAt", "0001")[:4] != "0001"):
         return True, "%s with exit code %s%s" % (status, state.get("ExitCode"),
-                                                 (": " + state["Error"]) if state.get("Error") else "")
+                                                 (": " + redact_text(state["Error"])) if state.get("Error") else "")
     if state.get("Restarting") or attrs.get("RestartCount"):
         return True, "restarting (restarted %s times; exit code %s)" % (attrs.get("RestartCount"), state.get("ExitCode"))
     if not state.get("Running"):
@@ -512,7 +516,7 @@ def container_verdict(attrs):
             return True, None
         if health.get("Status") == "unhealthy":
             log = (health.get("Log") or [{}])[-1]
-            output = (log.get("Output") or "").strip()[:200]
+            output = redact_text((log.get("Output") or "").strip()[:200])
             return True, "unhealthy (last check exit %s: %s)" % (log.get("ExitCode"), output)
         return False, None
     return True, None

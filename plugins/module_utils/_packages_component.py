@@ -16,6 +16,7 @@ Spec (components.packages):
       names: [nginx, libssl3]           # the packages to pin (dpkg-query versions)
       hold: false                       # apt-mark hold them after a restore
       prune_extra: true                 # remove a named package that was not installed at capture
+      dpkg_lock_timeout: 300            # seconds to wait for another apt/dpkg run to release the dpkg lock
 
 Record: {"pip": [environment records], "apt": apt record or None}. A safety capture (scope) also keeps
 copies of the installed versions a restore will replace (wheels repacked from the environment, .debs)

@@ -39,7 +39,7 @@ import subprocess
 import tempfile
 import zipfile
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import PROGRESS, RollbackError, Terminated
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 
 PIP_TIMEOUT = 1800
@@ -98,7 +98,8 @@ for entry in sys.path:
                 develop[os.path.normpath(lines[0])] = os.path.normpath(root)
 for entry, names in listings:
     for name in names:
-        if not (name.endswith(".dist-info") or name.endswith(".egg-info")):
+        # "~name-1.0.dist-info" is a killed pip's stash of an uninstall, not an installed distribution.
+        if name.startswith("~") or not (name.endswith(".dist-info") or name.endswith(".egg-info")):
             continue
         path = os.path.join(entry, name)
         if os.path.isdir(path):
@@ -263,6 +264,8 @@ def resolve_python(virtualenv=None, executable=None, where="virtualenv"):
     if virtualenv:
         check_abs(virtualenv, where, "the virtualenv")
         problem = _kind(virtualenv)
+        if problem == "does not exist":
+            problem = "does not exist, so it has no bin/python"
         if problem:
             raise RollbackError("%s: %r %s; give the directory of the virtualenv (python3 -m venv DIR makes one)"
                                 % (where, virtualenv, problem))
@@ -875,19 +878,32 @@ def apply(record, changes, listing=None):
         reqs = [a for c in installs
                 for a in (pin_args(_wanted(record, c)) if c["key"] in kept else install_args(_wanted(record, c)))]
         failure = None
-        if reqs:
-            only_safety = bool(wheelhouse) and len(kept) == len(installs)
-            # With every wanted wheel kept, the kept copies are the only source: the wheelhouse may hold the same
-            # versions built differently, and the copies are what was installed.
-            source = dict(record, find_links=[], index_url=None) if only_safety else record
-            rc, out, err = _pip_install(python, source, reqs, env, find_links=wheelhouse, no_index=only_safety)
-            if rc != 0:
-                failure = missing_message(record, out, err) or "pip install failed: %s%s" % (pip_errors(out, err),
-                                                                                             full_disk(record, out, err))
-        if failure is None and removes:
-            rc, out, err = _pip_uninstall(python, [c["name"] for c in removes], env)
-            if rc != 0:
-                failure = "pip uninstall failed: %s" % pip_errors(out, err)
+        label = env_label(record)
+        stashes = _stashes(before)
+        try:
+            if reqs:
+                only_safety = bool(wheelhouse) and len(kept) == len(installs)
+                # With every wanted wheel kept, the kept copies are the only source: the wheelhouse may hold the same
+                # versions built differently, and the copies are what was installed.
+                source = dict(record, find_links=[], index_url=None) if only_safety else record
+                PROGRESS.at("installing %s into %s with pip" % (", ".join(c["name"] for c in installs), label),
+                            state="pip may have changed %s midway; rerun the same restore to finish it" % label)
+                rc, out, err = _pip_install(python, source, reqs, env, find_links=wheelhouse, no_index=only_safety)
+                if rc != 0:
+                    failure = missing_message(record, out, err) or "pip install failed: %s%s" % (
+                        pip_errors(out, err), full_disk(record, out, err))
+            if failure is None and removes:
+                PROGRESS.at("removing %s from %s with pip" % (", ".join(c["name"] for c in removes), label),
+                            state="pip may have changed %s midway; rerun the same restore to finish it" % label)
+                rc, out, err = _pip_uninstall(python, [c["name"] for c in removes], env)
+                if rc != 0:
+                    failure = "pip uninstall failed: %s" % pip_errors(out, err)
+        except Terminated:
+            # subprocess.run killed pip on the way out: put back what it had done, like any other failure, and
+            # remove the stash directories it had no time to clean up.
+            failure = "stopped by SIGTERM while %s" % PROGRESS.step
+            _remove_stashes(before, stashes)
+        PROGRESS.at("checking %s after pip" % label)
         after = packages_of(inspect(python, record.get("use_pip_config")))
         if failure is None:
             target = dict(before_packages)
@@ -912,8 +928,36 @@ def apply(record, changes, listing=None):
     return None
 
 
+def _site_dirs(listing):
+    return sorted({listing["paths"].get(key) for key in ("purelib", "platlib") if listing["paths"].get(key)})
+
+
+def _stashes(listing):
+    """The `~`-named entries pip uses as temporary stashes, already in site-packages before pip runs."""
+    found = set()
+    for site in _site_dirs(listing):
+        try:
+            found |= {os.path.join(site, name) for name in os.listdir(site) if name.startswith("~")}
+        except OSError:
+            pass
+    return found
+
+
+def _remove_stashes(listing, existing):
+    for path in _stashes(listing) - existing:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
 def revert(python, record, env, before, after, wheelhouses, failure, midway):
     """Put the environment back to `before` from the kept copies (offline); always raises."""
+    PROGRESS.at("putting %s back after: %s" % (env_label(record), failure),
+                state="%s is partly changed (%s) and being put back" % (env_label(record), ", ".join(midway)))
     reinstall = [k for k in sorted(before) if k in after and not same(before[k], after[k]) or k not in after]
     extras = [after[k]["name"] for k in sorted(after) if k not in before]
     problems = []

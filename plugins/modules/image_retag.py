@@ -58,7 +58,9 @@ options:
     choices: [none, by_image]
     default: none
   wait_timeout:
-    description: Seconds to wait for the recreated containers to be running (and healthy) before putting everything back.
+    description:
+      - Seconds to wait for the recreated containers to be running (and healthy) before putting everything back.
+      - More than 0 and at most a week, as are O(timeout) and O(stop_timeout) (which may be 0).
     type: float
     default: 120
   stop_timeout:
@@ -117,6 +119,13 @@ notes:
     image's default, and the new image's value applies.
   - The registry HTTP API cannot delete a tag; a failed registry move puts back every tag that existed before and
     says which new tags remain.
+  - Every reference, container name, number and address is checked before the engine is asked anything; a bad
+    one fails naming the value and changes nothing. Credentials in O(docker_host) or O(registry) are refused (give
+    O(registry_username) and O(registry_password)) and never shown.
+  - A run stopped by SIGTERM puts the tags and containers back, as after any failure. A run killed outright
+    (SIGKILL, power loss) while recreating leaves the previous container as C(<name>.fleetops-old) and the moved tags
+    with their C(rollback-<time>) tags; the next run changes nothing, says what each container is, and how to keep
+    the replacement or go back.
 seealso:
   - module: fleetops.rollback.restore_point
   - module: fleetops.rollback.health_gate

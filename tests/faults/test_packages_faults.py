@@ -6,6 +6,7 @@ the machine's own dpkg state is never read for a change nor written.
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import tarfile
 import pytest
 
 from apt_root import PROBE, AptRoot
-from harness import assert_clear_failure, run_module, tree_state
+from harness import assert_clear_failure, kill, run_module, start_module, tree_state, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
 
@@ -383,3 +384,52 @@ def test_dpkg_lock_held_by_another_process(apt_root, tmp_path):
                       env=apt_root.env)
     assert not done.failed, done.msg
     assert apt_root.version() == "1.0"
+
+
+def _pip_child_running(venv):
+    """A `pip install` of this venv is running (read from /proc, as ps would)."""
+    python = os.path.join(venv, "bin", "python")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as stream:
+                argv = stream.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].decode(errors="replace") == python and b"install" in argv:
+            return True
+    return False
+
+
+def _site_packages(venv):
+    lib = os.path.join(venv, "lib")
+    site = os.path.join(lib, os.listdir(lib)[0], "site-packages")
+    return sorted(os.listdir(site))
+
+
+@pytest.mark.fault("sigterm-package-snapshot-during-pip-install")
+def test_sigterm_while_pip_installs_puts_the_venv_back(template_venv, tmp_path):
+    wheels = str(tmp_path / "wheels")
+    for name in PACKAGES:
+        for version in ("1.0", "2.0"):
+            # Enough code that pip takes a while to replace each package.
+            pyenvs.write_wheel(wheels, name, version, modules=80, module_bytes=3000)
+    venv = make_venv(template_venv, wheels, tmp_path / "venv")
+    dest = str(tmp_path / "snap.json")
+    assert not run_module("package_snapshot", {"manager": "pip", "virtualenv": venv, "dest": dest}).failed
+    pyenvs.install(venv, wheels, *["%s==2.0" % name for name in PACKAGES])
+    frozen = pyenvs.freeze(venv)
+    before = host_state(tmp_path, venv, str(tmp_path / "store"))
+    listing = _site_packages(venv)
+    proc = start_module("package_snapshot", {"manager": "pip", "state": "restored", "virtualenv": venv, "src": dest,
+                                             "find_links": [wheels], "store_path": str(tmp_path / "store")})
+    # The moment: pip is running and has begun replacing packages in site-packages.
+    wait_for(lambda: proc.poll() is not None or (_pip_child_running(venv) and _site_packages(venv) != listing),
+             timeout=120, what="pip to start replacing packages")
+    assert proc.poll() is None, "the restore ended before the moment to stop it"
+    run = kill(proc, signal.SIGTERM)
+    assert_clear_failure(run, "stopped by SIGTERM while installing", venv)
+    assert run.result.get("reverted") is True or "unchanged" in run.msg, run.msg
+    assert pyenvs.freeze(venv) == frozen, run.msg
+    assert host_state(tmp_path, venv, str(tmp_path / "store")) == before
