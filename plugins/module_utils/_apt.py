@@ -159,9 +159,9 @@ def query(names):
 
 def capture(spec):
     state = query(spec["names"])
-    out = {"names": spec["names"], "hold": spec["hold"], "prune_extra": spec["prune_extra"],
-           "packages": {name: {"version": state[name]["version"], "held": state[name]["held"],
-                                "arch": state[name]["arch"]} for name in spec["names"]}}
+    packages = {name: {"version": state[name]["version"], "held": state[name]["held"], "arch": state[name]["arch"]}
+                for name in spec["names"]}
+    out = {"names": spec["names"], "hold": spec["hold"], "prune_extra": spec["prune_extra"], "packages": packages}
     if spec.get("dpkg_lock_timeout") is not None:
         out["dpkg_lock_timeout"] = spec["dpkg_lock_timeout"]
     return out
@@ -389,8 +389,9 @@ def apply(record, changes):
         marked = {c["name"]: c["to"]["held"] for c in marks}
         want_held = {n: marked.get(n, before[n]["held"]) for n in names if before[n]["version"] or n in marked}
         if failure is None:
-            failure = _marks(lock_timeout(record), marks + [{"name": n, "action": "hold", "to": {"held": True}} for n, h in want_held.items()
-                                      if h and n not in marked and any(c["name"] == n for c in moving)])
+            keep_held = [{"name": n, "action": "hold", "to": {"held": True}} for n, h in want_held.items()
+                         if h and n not in marked and any(c["name"] == n for c in moving)]
+            failure = _marks(lock_timeout(record), marks + keep_held)
         after = query(names + extra_names)
         if failure is None:
             left = [c["name"] for c in moving if after[c["name"]]["version"] != c["to"]["version"] or after[c["name"]].get("broken")]

@@ -18,6 +18,7 @@ The Docker SDK for Python is imported lazily: hosts without it can still run eve
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -145,7 +146,7 @@ def check_container_name(name, where="containers"):
 
 def check_seconds(value, where, allow_zero=False):
     """A number of seconds: above 0 (or 0 when allowed) and at most a week."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise RollbackError("%s: %r is not a number of seconds" % (where, value))
     if value < 0 or (value == 0 and not allow_zero):
         raise RollbackError("%s: %r must be %s seconds" % (where, value, "0 or more" if allow_zero else "more than 0"))
@@ -356,8 +357,9 @@ def check_interrupted(client, names, refs, where="containers"):
             "%s: a container named %r exists, left by an interrupted retag: it is the container %r ran before (%s), "
             "set aside while its replacement was made; %r is now %s. Nothing was changed by this run. To keep the "
             "replacement: docker rm %s, then run again. To go back to the previous container: docker rm -f %s; docker "
-            "rename %s %s; docker start %s" % (where, aside, base, _describe(attrs), base, now, aside, base, aside, base,
-                                              base), container=aside, interrupted=True)
+            "rename %s %s; docker start %s"
+            % (where, aside, base, _describe(attrs), base, now, aside, base, aside, base, base),
+            container=aside, interrupted=True)
 
 
 def plan_containers(client, names, planned, where="containers"):

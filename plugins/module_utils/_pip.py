@@ -497,8 +497,8 @@ def check_source_url(value, where, local=False):
         if scheme not in ("http", "https", "file") or not value.split("://", 1)[1]:
             raise RollbackError("%s: %r is not an http(s) or file URL; give %s" % (where, text, example))
     elif not local or not os.path.isabs(value):
-        raise RollbackError("%s: %r is not %s%s" % (where, text, "an absolute path or a URL; give " if local else "",
-                                                   example))
+        lead = "an absolute path or a URL; give " if local else ""
+        raise RollbackError("%s: %r is not %s%s" % (where, text, lead, example))
     return value
 
 

@@ -103,8 +103,8 @@ BAD_RETAG = [
     # engine and registry
     ({"docker_host": ""}, ["docker_host", "''"]),
     ({"docker_host": "ftp://127.0.0.1:2375"}, ["docker_host", "ftp://127.0.0.1:2375"]),
-    ({"docker_host": "unix:///nonexistent/docker.sock"}, ["docker_host", "/nonexistent/docker.sock",
-                                                         "nothing was changed"]),
+    ({"docker_host": "unix:///nonexistent/docker.sock"},
+     ["docker_host", "/nonexistent/docker.sock", "nothing was changed"]),
     ({"docker_host": "tcp://admin:%s@127.0.0.1:2375" % SECRET}, ["docker_host", "carries credentials"]),
     ({"registry": "https://deploy:%s@127.0.0.1:1" % SECRET, "containers": []}, ["registry", "carries credentials"]),
     ({"registry": "127.0.0.1:5000/some/path", "containers": []}, ["registry", "127.0.0.1:5000/some/path", "without a path"]),

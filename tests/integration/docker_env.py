@@ -296,7 +296,7 @@ def build_unique_image(client, base_id, repo, tag):
     Healthy like its base, but deleting or retagging it touches no image another test shares."""
     with tempfile.TemporaryDirectory(prefix="fleetops-img-") as ctx:
         with open(os.path.join(ctx, "Dockerfile"), "w", encoding="utf-8") as stream:
-            stream.write("FROM %s\nLABEL org.fleetops.test.unique=%s-%s-%d\n" % (base_id, repo.replace("/", "-"), tag,
-                                                                               next(COUNTER)))
+            label = "%s-%s-%d" % (repo.replace("/", "-"), tag, next(COUNTER))
+            stream.write("FROM %s\nLABEL org.fleetops.test.unique=%s\n" % (base_id, label))
         image, _logs = client.images.build(path=ctx, tag="%s:%s" % (repo, tag), rm=True, forcerm=True)
     return image.id
