@@ -86,6 +86,13 @@ class Registry:
     def __init__(self, registry, username=None, password=None, validate_certs=True, ca_path=None, timeout=60):
         self.base = registry_url(registry)
         self.host = urllib.parse.urlsplit(self.base).netloc
+        # A control character would end up inside an HTTP header (http.client refuses it, or it splits the header).
+        if username is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in username):
+            raise RollbackError("registry_username: %r holds a control character (NUL, newline, ...); give the plain "
+                                "username" % username)
+        if password is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in password):
+            raise RollbackError("registry_password: the password given holds a control character (NUL, newline, ...); "
+                                "give it without (a trailing newline from a file lookup is a common cause)")
         self.username = username
         self.password = password
         self.timeout = timeout

@@ -111,6 +111,10 @@ BAD_RETAG = [
     ({"registry": "bad host:5000", "containers": []}, ["registry", "'bad host:5000'"]),
     ({"registry": "127.0.0.1:5000", "ca_path": "/nonexistent/ca.pem", "containers": []}, ["ca_path", "/nonexistent/ca.pem"]),
     ({"registry": "127.0.0.1:5000", "containers": ["web"]}, ["cannot be used with registry"]),
+    ({"registry": "127.0.0.1:5000", "containers": [], "registry_username": "deploy",
+      "registry_password": SECRET + "\nX-Injected: 1"}, ["registry_password", "control character"]),
+    ({"registry": "127.0.0.1:5000", "containers": [], "registry_username": "de\x00ploy",
+      "registry_password": SECRET}, ["registry_username", "'de\\x00ploy'"]),
 ]
 
 
@@ -238,9 +242,11 @@ def test_a_container_failing_on_the_new_image_is_put_back(scene):
 
 
 def _moment_of_recreate(scene):
-    """Both the set-aside old container and its replacement exist: the replacement is being started."""
+    """The old container is set aside and its replacement runs, not yet healthy: the run waits for its health
+    check (its first one is a second away), with no engine call that could still land after the signal."""
     names = scene.containers()
-    return scene.name("web") + ".fleetops-old" in names and scene.name("web") in names
+    new = names.get(scene.name("web"))
+    return scene.name("web") + ".fleetops-old" in names and new is not None and new[2] == "running"
 
 
 def _recreate_scene(scene, engine):
@@ -257,7 +263,7 @@ def test_sigkill_while_recreating_is_reported_by_the_next_run_and_no_tag_is_lost
     good, web, args = _recreate_scene(scene, engine)
     proc = start_module("image_retag", args)
     wait_for(lambda: _moment_of_recreate(scene) or proc.poll() is not None, timeout=120,
-             what="the replacement container to be created")
+             what="the replacement container to be started")
     assert proc.poll() is None, "the run ended before the moment to kill it"
     kill(proc, signal.SIGKILL)
 
@@ -288,7 +294,7 @@ def test_sigterm_while_recreating_puts_everything_back(scene, engine):
     before = whole_state(scene)
     proc = start_module("image_retag", args)
     wait_for(lambda: _moment_of_recreate(scene) or proc.poll() is not None, timeout=120,
-             what="the replacement container to be created")
+             what="the replacement container to be started")
     assert proc.poll() is None, "the run ended before the moment to stop it"
     run = kill(proc, signal.SIGTERM)
     assert_clear_failure(run, "stopped by SIGTERM while recreating containers", "everything was put back")
