@@ -23,11 +23,17 @@ import shutil
 import subprocess
 import tempfile
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import PROGRESS, RollbackError, Terminated
+from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 
 APT_TIMEOUT = 1800
 DPKG_LOCK_TIMEOUT = 300
-NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+(?::[a-z0-9-]+)?$")
+MAX_LOCK_TIMEOUT = 3600
+NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+(?::[a-z0-9-]+)?")
+# Debian policy: [epoch:]upstream[-revision]; what apt-get takes after `name=`.
+VERSION = re.compile(r"(?:[0-9]+:)?[0-9A-Za-z][A-Za-z0-9.+~-]*")
+LOCK_HELD = re.compile(r"(Could not get lock [^\n]*|Unable to acquire the dpkg frontend lock[^\n]*|dpkg (?:frontend )?lock "
+                       r"(?:was |is )?locked by another process[^\n]*)")
 FORMAT = "${binary:Package}\\t${Package}\\t${Version}\\t${db:Status-Abbrev}\\t${Architecture}\\n"
 CACHE = "/var/cache/apt/archives"
 
@@ -59,7 +65,21 @@ def errors(out, err):
             picked.append(line)
             if line.startswith("dpkg: error") and index + 1 < len(lines) and lines[index + 1] not in picked:
                 picked.append(lines[index + 1])
-    return " | ".join((picked or lines)[-8:])[-1500:]
+    return redact_text(" | ".join((picked or lines)[-8:])[-1500:])
+
+
+def lock_problem(out, err, timeout):
+    """When apt or dpkg could not get the dpkg lock: a sentence naming who holds it and what to do, else None."""
+    found = LOCK_HELD.search((out or "") + "\n" + (err or ""))
+    if not found:
+        return None
+    holder = re.search(r"held by process (\d+)(?: \(([^)]*)\))?|with pid (\d+)", (out or "") + (err or ""))
+    who = "another process"
+    if holder:
+        who = "process %s%s" % (holder.group(1) or holder.group(3), " (%s)" % holder.group(2) if holder.group(2) else "")
+    return ("the dpkg lock is held by %s and was not released within %s s (%s); another apt, dpkg or unattended-upgrades "
+            "run is using it: wait for it to finish, then run again, or raise dpkg_lock_timeout"
+            % (who, timeout, redact_text(found.group(1).strip().rstrip("."))))
 
 
 # ---------------------------------------------------------------------------------------------- spec
@@ -67,7 +87,7 @@ def errors(out, err):
 def normalize(spec, where):
     if not isinstance(spec, dict):
         raise RollbackError("%s: expected {names: [nginx, libssl3], hold: false}, got %r" % (where, spec))
-    known = {"names", "hold", "prune_extra"}
+    known = {"names", "hold", "prune_extra", "dpkg_lock_timeout"}
     unknown = sorted(set(spec) - known)
     if unknown:
         raise RollbackError("%s: unknown key %s; known keys: %s" % (where, ", ".join(unknown), ", ".join(sorted(known))))
@@ -77,7 +97,7 @@ def normalize(spec, where):
     if not isinstance(names, list) or not names:
         raise RollbackError("%s.names: give a non-empty list of Debian package names, got %r" % (where, names))
     for index, name in enumerate(names):
-        if not isinstance(name, str) or not NAME.match(name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             raise RollbackError("%s.names[%d]: %r is not a Debian package name (lower case, digits, + - .)"
                                 % (where, index, name))
     if len(set(names)) != len(names):
@@ -88,7 +108,25 @@ def normalize(spec, where):
         if not isinstance(value, bool):
             raise RollbackError("%s.%s: %r must be true or false" % (where, key, value))
         out[key] = value
+    timeout = spec.get("dpkg_lock_timeout", DPKG_LOCK_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 <= timeout <= MAX_LOCK_TIMEOUT:
+        raise RollbackError("%s.dpkg_lock_timeout: %r must be a whole number of seconds from 0 to %d"
+                            % (where, timeout, MAX_LOCK_TIMEOUT))
+    if timeout != DPKG_LOCK_TIMEOUT:
+        out["dpkg_lock_timeout"] = timeout
     return out
+
+
+def check_versions(packages, where):
+    """The versions of an apt snapshot (a file or a point): each a Debian version (or null: not installed)."""
+    for name, row in packages.items():
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            raise RollbackError("%s: %r is not a Debian package name (lower case, digits, + - .)" % (where, name))
+        version = row.get("version") if isinstance(row, dict) else row
+        if version is not None and (not isinstance(version, str) or not VERSION.fullmatch(version)):
+            raise RollbackError("%s: %s version %r is not a Debian version ([epoch:]upstream[-revision], for example "
+                                "1.24.0-2)" % (where, name, version))
+    return packages
 
 
 def check_capturable(spec):
@@ -102,7 +140,7 @@ def query(names):
     """{name: {version, status, held, arch}}; version is None for a package that is not installed."""
     rc, out, err = run(["dpkg-query", "-W", "-f=" + FORMAT] + list(names), timeout=120)
     if rc not in (0, 1):
-        raise RollbackError("apt: dpkg-query failed (exit %s): %s" % (rc, (err or out).strip()[-500:]))
+        raise RollbackError("apt: dpkg-query failed (exit %s): %s" % (rc, redact_text((err or out).strip()[-500:])))
     rows = {}
     for line in out.splitlines():
         parts = line.split("\t")
@@ -121,9 +159,12 @@ def query(names):
 
 def capture(spec):
     state = query(spec["names"])
-    return {"names": spec["names"], "hold": spec["hold"], "prune_extra": spec["prune_extra"],
-            "packages": {name: {"version": state[name]["version"], "held": state[name]["held"],
-                                "arch": state[name]["arch"]} for name in spec["names"]}}
+    packages = {name: {"version": state[name]["version"], "held": state[name]["held"], "arch": state[name]["arch"]}
+                for name in spec["names"]}
+    out = {"names": spec["names"], "hold": spec["hold"], "prune_extra": spec["prune_extra"], "packages": packages}
+    if spec.get("dpkg_lock_timeout") is not None:
+        out["dpkg_lock_timeout"] = spec["dpkg_lock_timeout"]
+    return out
 
 
 def madison(names):
@@ -194,9 +235,13 @@ def _check_available(record, changes):
                             missing=["%s=%s" % (c["name"], c["to"]["version"]) for c in missing])
 
 
-def install_base():
+def lock_timeout(record):
+    return record.get("dpkg_lock_timeout", DPKG_LOCK_TIMEOUT)
+
+
+def install_base(timeout=DPKG_LOCK_TIMEOUT):
     return ["apt-get", "install", "-y", "-q", "--allow-downgrades", "--allow-change-held-packages",
-            "--no-install-recommends", "-o", "DPkg::Lock::Timeout=%d" % DPKG_LOCK_TIMEOUT,
+            "--no-install-recommends", "-o", "DPkg::Lock::Timeout=%d" % timeout,
             "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
 
 
@@ -211,7 +256,7 @@ def _items(record, changes):
 
 
 def _install_argv(record, changes, simulate=False):
-    return install_base() + (["-s"] if simulate else []) + _items(record, changes)
+    return install_base(lock_timeout(record)) + (["-s"] if simulate else []) + _items(record, changes)
 
 
 def _simulate(record, changes):
@@ -328,16 +373,25 @@ def apply(record, changes):
         kept = keep_debs([c["name"] for c in moving if c["action"] in ("change", "remove")], work) if moving else {}
         failure = None
         if moving:
-            rc, out, err = run(_install_argv(record, moving))
-            if rc != 0:
-                failure = "apt-get install failed (exit %s): %s" % (rc, errors(out, err))
+            PROGRESS.at("installing %s with apt-get" % " ".join(_items(record, moving)),
+                        state="dpkg may have changed %s midway; the kept .debs are in %s until this run ends"
+                        % (", ".join(c["name"] for c in moving), work))
+            try:
+                rc, out, err = run(_install_argv(record, moving))
+                if rc != 0:
+                    failure = "apt-get install failed (exit %s): %s" % (
+                        rc, lock_problem(out, err, lock_timeout(record)) or errors(out, err))
+            except Terminated:
+                # apt-get was killed on the way out: dpkg may be half-way; the revert below puts the kept .debs back.
+                failure = "stopped by SIGTERM while %s" % PROGRESS.step
         # Installing a held package with --allow-change-held-packages drops its hold: a hold the restore does not
         # manage is put back, so only the marks in the plan change.
         marked = {c["name"]: c["to"]["held"] for c in marks}
         want_held = {n: marked.get(n, before[n]["held"]) for n in names if before[n]["version"] or n in marked}
         if failure is None:
-            failure = _marks(marks + [{"name": n, "action": "hold", "to": {"held": True}} for n, h in want_held.items()
-                                      if h and n not in marked and any(c["name"] == n for c in moving)])
+            keep_held = [{"name": n, "action": "hold", "to": {"held": True}} for n, h in want_held.items()
+                         if h and n not in marked and any(c["name"] == n for c in moving)]
+            failure = _marks(lock_timeout(record), marks + keep_held)
         after = query(names + extra_names)
         if failure is None:
             left = [c["name"] for c in moving if after[c["name"]]["version"] != c["to"]["version"] or after[c["name"]].get("broken")]
@@ -348,7 +402,7 @@ def apply(record, changes):
         changed = [n for n in before if _row(before[n]) != _row(after[n])]
         if not changed:
             raise RollbackError("apt: %s; nothing was changed" % failure)
-        _revert(before, after, kept, failure, changed)
+        _revert(before, after, kept, failure, changed, lock_timeout(record))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -357,21 +411,21 @@ def _row(row):
     return (row["version"], row["held"], bool(row.get("broken")))
 
 
-def _marks(marks):
+def _marks(timeout, marks):
     for verb in ("hold", "unhold"):
         names = [c["name"] for c in marks if c["action"] == verb]
         if names:
             rc, out, err = run(["apt-mark", verb] + names, timeout=300)
             if rc != 0:
-                return "apt-mark %s failed: %s" % (verb, errors(out, err))
+                return "apt-mark %s failed: %s" % (verb, lock_problem(out, err, timeout) or errors(out, err))
     return None
 
 
-def _revert(before, after, kept, failure, changed):
+def _revert(before, after, kept, failure, changed, timeout=DPKG_LOCK_TIMEOUT):  # pylint: disable=too-many-arguments
     problems = []
     back = [n for n in changed if before[n]["version"] and (before[n]["version"] != after[n]["version"] or after[n].get("broken"))]
     gone = [n for n in changed if not before[n]["version"] and after[n]["version"]]
-    argv = install_base()
+    argv = install_base(timeout)
     items = [kept.get(n) or "%s=%s" % (n, before[n]["version"]) for n in back] + ["%s-" % n for n in gone]
     if items:
         rc, out, err = run(argv + items)

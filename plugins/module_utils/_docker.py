@@ -18,15 +18,18 @@ The Docker SDK for Python is imported lazily: hosts without it can still run eve
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import stat
 import sys
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import PROGRESS, RollbackError, Terminated
+from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 
 try:
     import docker
@@ -50,9 +53,18 @@ DEFAULT_NETWORKS = ("default", "bridge", "host", "none")
 POLL_FIRST, POLL_MAX = 0.05, 0.25
 PARALLEL = 8
 
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_ID_RE = re.compile(r"^(sha256:)?[0-9a-f]{12,64}$")
-_REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_ID_RE = re.compile(r"(sha256:)?[0-9a-f]{12,64}")
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+_REPO_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+_HOST_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+                      r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+# Docker's own rule for container names (a leading / is how the API spells them).
+_CONTAINER_RE = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+# The engine refuses a repository name longer than this.
+MAX_NAME = 255
+# Upper bounds of the number options: past them a value is a typo, and the SDK or the clock would overflow.
+MAX_SECONDS = 7 * 24 * 3600
 
 
 # ---------------------------------------------------------------------------------------------- references
@@ -73,27 +85,93 @@ def _registry_host(first):
     return "." in first or ":" in first or first == "localhost"
 
 
+def _text(value, where, what):
+    """A string option that must be printable text: refused, naming it, when it is not."""
+    if not isinstance(value, str) or not value.strip():
+        raise RollbackError("%s: %r is not %s" % (where, value, what))
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise RollbackError("%s: %r holds a control character (NUL, newline, ...); give %s" % (where, value, what))
+    return value.strip()
+
+
+def _check_repo(repo, where, ref):
+    if len(repo) > MAX_NAME:
+        raise RollbackError("%s: %r is not a valid image reference: the repository name is longer than %d characters"
+                            % (where, ref, MAX_NAME))
+    first, _slash, rest = repo.partition("/")
+    # As the engine reads it: a first part that looks like a host names the registry.
+    path = rest if rest and _registry_host(first) and _HOST_RE.fullmatch(first) else repo
+    if not _REPO_RE.fullmatch(path):
+        raise RollbackError("%s: %r is not a valid repository name (lowercase letters, digits, '.', '_', '-' and "
+                            "'/'); give repo:tag, for example app:latest" % (where, ref))
+
+
 def check_target_ref(ref, where="repository"):
     """A reference a tag can be set on: `repo[:tag]` (tag defaults to latest). Returns `repo:tag`."""
-    if not isinstance(ref, str) or not ref.strip():
-        raise RollbackError("%s: %r is not an image reference; give repo:tag, for example app:latest" % (where, ref))
-    repo, tag, digest = split_ref(ref.strip())
-    if digest:
+    ref = _text(ref, where, "an image reference (repo:tag, for example app:latest)")
+    repo, tag, digest = split_ref(ref)
+    if digest is not None:
         raise RollbackError("%s: %r holds a digest; a digest cannot be moved, give repo:tag" % (where, ref))
-    path = repo.split("/", 1)[1] if "/" in repo and _registry_host(repo.split("/", 1)[0]) else repo
-    if not _REPO_RE.match(path):
-        raise RollbackError("%s: %r is not a valid repository name (lowercase letters, digits, '.', '_', '-' and "
-                            "'/')" % (where, ref))
-    tag = tag or "latest"
-    if not _TAG_RE.match(tag):
+    _check_repo(repo, where, ref)
+    tag = "latest" if tag is None else tag
+    if not _TAG_RE.fullmatch(tag):
         raise RollbackError("%s: tag %r of %r is not a valid tag (letters, digits, '_', '.', '-'; at most 128)"
                             % (where, tag, ref))
     return "%s:%s" % (repo, tag)
 
 
+def check_source_ref(ref, where="name"):
+    """The image to point tags at: `repo[:tag]`, `repo@sha256:<64 hex>` or an image id. Returns it stripped."""
+    ref = _text(ref, where, "an image reference (repo:tag, repo@sha256:<digest> or an image id)")
+    if _ID_RE.fullmatch(ref):
+        return ref
+    repo, tag, digest = split_ref(ref)
+    if digest is not None and not _DIGEST_RE.fullmatch(digest):
+        raise RollbackError("%s: %r has a malformed digest %r; a digest is sha256: and 64 hex digits"
+                            % (where, ref, digest))
+    _check_repo(repo, where, ref)
+    if tag is not None and not _TAG_RE.fullmatch(tag):
+        raise RollbackError("%s: tag %r of %r is not a valid tag (letters, digits, '_', '.', '-'; at most 128)"
+                            % (where, tag, ref))
+    return ref
+
+
+def check_container_name(name, where="containers"):
+    name = _text(name, where, "a container name (container names are letters, digits, '_', '.', '-')")
+    if not _CONTAINER_RE.fullmatch(name):
+        raise RollbackError("%s: %r is not a container name (container names are letters, digits, '_', '.', '-'; at "
+                            "least 2 characters)" % (where, name))
+    return name.lstrip("/")
+
+
+def check_seconds(value, where, allow_zero=False):
+    """A number of seconds: above 0 (or 0 when allowed) and at most a week."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise RollbackError("%s: %r is not a number of seconds" % (where, value))
+    if value < 0 or (value == 0 and not allow_zero):
+        raise RollbackError("%s: %r must be %s seconds" % (where, value, "0 or more" if allow_zero else "more than 0"))
+    if value > MAX_SECONDS:
+        raise RollbackError("%s: %r seconds is more than a week (%d); give a sensible number of seconds"
+                            % (where, value, MAX_SECONDS))
+    return value
+
+
+def check_docker_host(value, where="docker_host"):
+    """An engine address: unix://, tcp://, http(s)://, ssh:// (no credentials in it)."""
+    value = _text(value, where, "an engine address such as unix:///var/run/docker.sock")
+    scheme = value.split("://", 1)[0].lower() if "://" in value else None
+    if scheme not in ("unix", "tcp", "http", "https", "ssh", "npipe") or not value.split("://", 1)[1]:
+        raise RollbackError("%s: %r is not an engine address; give unix:///path/to/docker.sock, tcp://host:port or "
+                            "ssh://user@host" % (where, redact_text(value)))
+    if scheme != "ssh" and re.search(r"://[^/@]*:[^/@]*@", value):
+        raise RollbackError("%s: %r carries credentials; an engine address never does (use TLS client certificates "
+                            "for a tcp:// engine)" % (where, redact_text(value)))
+    return value
+
+
 def normal_ref(ref):
     """The form two spellings of one reference share: no docker.io/library prefix, an explicit tag."""
-    if not ref or _ID_RE.match(ref):
+    if not ref or _ID_RE.fullmatch(ref):
         return ref
     repo, tag, digest = split_ref(ref)
     for prefix in ("docker.io/", "index.docker.io/", "registry-1.docker.io/"):
@@ -131,14 +209,51 @@ def require_sdk():
 def connect(docker_host=None, timeout=60):
     """An APIClient for docker_host (default: $DOCKER_HOST or the local socket), after a ping."""
     require_sdk()
-    base_url = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+    if docker_host is not None:
+        base_url, where = check_docker_host(docker_host), "docker_host"
+    elif os.environ.get("DOCKER_HOST"):
+        base_url, where = check_docker_host(os.environ["DOCKER_HOST"], "DOCKER_HOST"), "DOCKER_HOST"
+    else:
+        base_url, where = DEFAULT_DOCKER_HOST, "docker_host"
+    check_seconds(timeout, "timeout")
+    shown = redact_text(base_url)
+    if base_url.startswith("unix://"):
+        path = base_url[len("unix://"):]
+        problem = None
+        try:
+            if not stat.S_ISSOCK(os.stat(path).st_mode):
+                problem = "%s is not a socket" % path
+        except OSError as err:
+            problem = "%s: %s" % (path, err.strerror)
+        if problem:
+            raise RollbackError("%s: cannot reach a Docker engine at %s (%s); start dockerd or give the right "
+                                "docker_host; nothing was changed" % (where, shown, problem), docker_host=shown)
     try:
         client = docker.APIClient(base_url=base_url, version="auto", timeout=timeout)
         client.ping()
-    except (DockerException, OSError) as err:
-        raise RollbackError("docker_host: cannot reach a Docker engine at %s (%s); start dockerd or give the right "
-                            "docker_host" % (base_url, err), docker_host=base_url)
+    except (DockerException, OSError, ValueError, OverflowError) as err:
+        raise RollbackError("%s: cannot reach a Docker engine at %s (%s); start dockerd or give the right "
+                            "docker_host; nothing was changed" % (where, shown, redact_text(str(err))), docker_host=shown)
     return client
+
+
+class engine_errors:  # pylint: disable=invalid-name
+    """Report an engine failure while reading it (planning): the step, the engine's words, and that nothing was
+    changed. A RollbackError passes through as it is."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def __enter__(self):
+        PROGRESS.at(self.step)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and issubclass(exc_type, (DockerException, OSError)) \
+                and not issubclass(exc_type, RollbackError):
+            raise RollbackError("the Docker engine failed while %s: %s; nothing was changed"
+                                % (self.step, redact_text(_error_text(exc)))) from None
+        return False
 
 
 def image_id(client, ref):
@@ -205,9 +320,46 @@ def containers_by_image(client, refs):
         # The listing shows an image id once the reference has moved away from the container's image: read the
         # configured reference itself.
         attrs = inspect_container(client, row["Id"])
-        if attrs and normal_ref(attrs["Config"].get("Image")) in wanted:
+        if attrs and normal_ref(attrs["Config"].get("Image")) in wanted \
+                and not _container_name(attrs).endswith(ASIDE_SUFFIX):
             found.append(_container_name(attrs))
     return sorted(found)
+
+
+def _describe(attrs):
+    state = attrs.get("State") or {}
+    health = (state.get("Health") or {}).get("Status")
+    return "id %s, image %s, %s%s" % (attrs["Id"][:12], short_id(attrs.get("Image")), state.get("Status"),
+                                      ", %s" % health if health else "")
+
+
+def check_interrupted(client, names, refs, where="containers"):
+    """Refuse to go on while a container of this task is still set aside by an interrupted run (killed between
+    stopping the old container and proving the new one): the aside one is the only copy of the previous
+    container, and the one under the real name may never have been started. Nothing is changed; the message says
+    what each container is and how to finish either way."""
+    wanted = {normal_ref(r) for r in refs}
+    for row in client.containers(all=True):
+        aside = next((n.lstrip("/") for n in row.get("Names") or [] if n.endswith(ASIDE_SUFFIX)), None)
+        if aside is None:
+            continue
+        attrs = inspect_container(client, row["Id"])
+        base = aside[:-len(ASIDE_SUFFIX)]
+        if attrs is None:
+            continue
+        current = inspect_container(client, base)
+        # Ours when its container is part of this task, or when that container is gone (killed before the
+        # replacement was created) and the set-aside one runs a reference this task moves.
+        if base not in names and (current is not None or normal_ref(attrs["Config"].get("Image")) not in wanted):
+            continue
+        now = ("%s (%s)" % (base, _describe(current))) if current else "missing (the run stopped before creating it)"
+        raise RollbackError(
+            "%s: a container named %r exists, left by an interrupted retag: it is the container %r ran before (%s), "
+            "set aside while its replacement was made; %r is now %s. Nothing was changed by this run. To keep the "
+            "replacement: docker rm %s, then run again. To go back to the previous container: docker rm -f %s; docker "
+            "rename %s %s; docker start %s"
+            % (where, aside, base, _describe(attrs), base, now, aside, base, aside, base, base),
+            container=aside, interrupted=True)
 
 
 def plan_containers(client, names, planned, where="containers"):
@@ -355,7 +507,7 @@ def container_verdict(attrs):
     status = state.get("Status")
     if status in ("exited", "dead") or (status == "created" and state.get("FinishedAt", "0001")[:4] != "0001"):
         return True, "%s with exit code %s%s" % (status, state.get("ExitCode"),
-                                                 (": " + state["Error"]) if state.get("Error") else "")
+                                                 (": " + redact_text(state["Error"])) if state.get("Error") else "")
     if state.get("Restarting") or attrs.get("RestartCount"):
         return True, "restarting (restarted %s times; exit code %s)" % (attrs.get("RestartCount"), state.get("ExitCode"))
     if not state.get("Running"):
@@ -366,7 +518,7 @@ def container_verdict(attrs):
             return True, None
         if health.get("Status") == "unhealthy":
             log = (health.get("Log") or [{}])[-1]
-            output = (log.get("Output") or "").strip()[:200]
+            output = redact_text((log.get("Output") or "").strip()[:200])
             return True, "unhealthy (last check exit %s: %s)" % (log.get("ExitCode"), output)
         return False, None
     return True, None
@@ -420,7 +572,8 @@ def _parallel(func, items):
 
 
 def _error_text(err):
-    return getattr(err, "msg", None) or getattr(err, "explanation", None) or "%s: %s" % (type(err).__name__, err)
+    text = getattr(err, "msg", None) or getattr(err, "explanation", None) or "%s: %s" % (type(err).__name__, err)
+    return redact_text(str(text))
 
 
 class Recreation:
@@ -447,6 +600,7 @@ def execute(client, moves, recreations, wait_timeout=120.0, stop_timeout=None):
     work = [Recreation(item) for item in recreations]
     try:
         for move in moves:
+            PROGRESS.at("moving tag %s" % move["ref"], state=_progress_state(tags_done, rollback_tags, work))
             if move["from"] and move["rollback_tag"]:
                 tag(client, move["from"], move["rollback_tag"])
                 rollback_tags.append(move["rollback_tag"])
@@ -456,9 +610,16 @@ def execute(client, moves, recreations, wait_timeout=120.0, stop_timeout=None):
                 untag(client, move["ref"])
             tags_done.append(move)
         if work:
+            PROGRESS.at("recreating containers %s" % ", ".join(rec.name for rec in work),
+                        state=_progress_state(tags_done, rollback_tags, work))
             _recreate(client, work, wait_timeout, stop_timeout)
     except BaseException as err:  # pylint: disable=broad-except
-        message = _error_text(err)
+        if isinstance(err, Terminated):
+            message = "stopped by SIGTERM while %s" % PROGRESS.step
+        else:
+            message = redact_text(_error_text(err))
+        PROGRESS.at("putting tags and containers back after: %s" % message,
+                    state="tags and containers partly changed: %s" % _progress_state(tags_done, rollback_tags, work))
         state = _undo(client, tags_done, rollback_tags, work, wait_timeout)
         if not isinstance(err, Exception):
             raise
@@ -470,6 +631,8 @@ def execute(client, moves, recreations, wait_timeout=120.0, stop_timeout=None):
         raise RollbackError("%s; everything was put back as it was (%s)" % (message, _state_text(state)), **details)
     # Proven: the old containers can go (their anonymous volumes stay, the new containers use them).
     leftovers = []
+    PROGRESS.at("removing the replaced containers", state="tags moved and containers recreated; the replaced "
+                "containers are still there, named <name>%s" % ASIDE_SUFFIX)
     for rec in work:
         try:
             client.remove_container(rec.old_id, v=False, force=True)
@@ -563,6 +726,7 @@ def _undo(client, tags_done, rollback_tags, work, wait_timeout):
                 containers_state[rec.name] += " but %s" % outcome[rec.old_id]
                 errors.append("container %s after restart: %s" % (rec.name, outcome[rec.old_id]))
     tags_state = {}
+    kept = set()
     for move in reversed(tags_done):
         try:
             if move["from"]:
@@ -573,12 +737,33 @@ def _undo(client, tags_done, rollback_tags, work, wait_timeout):
         except Exception as err:  # pylint: disable=broad-except
             tags_state[move["ref"]] = "UNKNOWN"
             errors.append("tag %s: %s" % (move["ref"], _error_text(err)))
+            # The tag was not put back: its rollback tag is the one name left on the image it pointed at.
+            if move["rollback_tag"]:
+                kept.add(move["rollback_tag"])
+                errors.append("%s kept: it names the image %s pointed at" % (move["rollback_tag"], move["ref"]))
     for ref in rollback_tags:
+        if ref in kept:
+            continue
         try:
             untag(client, ref)
         except Exception as err:  # pylint: disable=broad-except
             errors.append("rollback tag %s left in place: %s" % (ref, _error_text(err)))
     return {"tags_state": tags_state, "containers_state": containers_state, "undo_errors": errors}
+
+
+def _progress_state(tags_done, rollback_tags, work):
+    """What has changed so far, for a failure that gets no chance to put it back."""
+    parts = ["tag %s moved from %s to %s" % (m["ref"], short_id(m["from"]) or "(absent)", short_id(m["to"]) or "(absent)")
+             for m in tags_done]
+    if rollback_tags:
+        parts.append("previous images kept as %s" % ", ".join(rollback_tags))
+    for rec in work:
+        if rec.renamed:
+            parts.append("container %s set aside as %s%s, replacement %s" % (
+                rec.name, rec.name, ASIDE_SUFFIX, (rec.new_id or "not created")[:12]))
+        elif rec.stopped:
+            parts.append("container %s stopped" % rec.name)
+    return "; ".join(parts) or "nothing on the host was changed"
 
 
 def _state_text(state):

@@ -36,8 +36,10 @@ class ImagesComponent:
             spec = {"refs": spec}
         allowed = {"refs", "containers", "docker_host", "wait_timeout"}
         if not isinstance(spec, dict) or set(spec) - allowed:
+            extra = sorted(str(k) for k in set(spec) - allowed) if isinstance(spec, dict) else []
             raise RollbackError("%s: expected {refs: [app:latest], containers: by_image or [names], docker_host, "
-                                "wait_timeout} or a list of references, got %r" % (where, spec))
+                                "wait_timeout} or a list of references, got %r%s"
+                                % (where, spec, "; unknown key %s" % ", ".join(extra) if extra else ""))
         refs = spec.get("refs")
         if isinstance(refs, str):
             refs = [refs]
@@ -55,20 +57,28 @@ class ImagesComponent:
         elif containers != "by_image":
             if isinstance(containers, str):
                 containers = [containers]
-            if not isinstance(containers, list) or not all(isinstance(c, str) and c.strip() for c in containers):
+            if not isinstance(containers, list):
                 raise RollbackError("%s.containers: give by_image, none or a list of container names, got %r"
                                     % (where, containers))
-            containers = [c.strip().lstrip("/") for c in containers]
+            names = []
+            for index, name in enumerate(containers):
+                name = _docker.check_container_name(name, "%s.containers[%d]" % (where, index))
+                if name in names:
+                    raise RollbackError("%s.containers[%d]: %r is listed twice" % (where, index, name))
+                names.append(name)
+            containers = names
         wait = spec.get("wait_timeout", DEFAULT_WAIT)
-        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or wait <= 0:
-            raise RollbackError("%s.wait_timeout: %r must be a number of seconds above 0" % (where, wait))
+        _docker.check_seconds(wait, "%s.wait_timeout" % where)
         host = spec.get("docker_host")
-        if host is not None and (not isinstance(host, str) or not host.strip()):
-            raise RollbackError("%s.docker_host: %r must be an engine address such as unix:///var/run/docker.sock"
-                                % (where, host))
+        if host is not None:
+            host = _docker.check_docker_host(host, "%s.docker_host" % where)
         return {"refs": out, "containers": containers, "docker_host": host, "wait_timeout": float(wait)}
 
     def check_capturable(self, spec):
+        with _docker.engine_errors("checking the images component on the engine"):
+            self._check_capturable(spec)
+
+    def _check_capturable(self, spec):
         client = self.client(spec)
         for ref in spec["refs"]:
             if _docker.image_id(client, ref) is None:
@@ -95,6 +105,10 @@ class ImagesComponent:
         return list(spec["containers"])
 
     def capture(self, store, spec, point_id=None):
+        with _docker.engine_errors("reading images and containers from the engine"):
+            return self._capture(spec)
+
+    def _capture(self, spec):
         client = self.client(spec)
         refs = [{"ref": ref, "image": _docker.image_id(client, ref)} for ref in spec["refs"]]
         containers = []
@@ -109,6 +123,10 @@ class ImagesComponent:
 
     # ---------------------------------------------------------------- plan
     def plan(self, store, record, point_id=""):
+        with _docker.engine_errors("planning the images restore of point %s" % point_id):
+            return self._plan(record, point_id)
+
+    def _plan(self, record, point_id):
         client = self.client(record)
         exact = record.get("exact")
         changes = []
@@ -129,6 +147,8 @@ class ImagesComponent:
         if record.get("containers_spec") == "by_image" and not exact:
             names += [n for n in _docker.containers_by_image(client, [r["ref"] for r in record["refs"]])
                       if n not in recorded]
+        _docker.check_interrupted(client, [n for n in names if not n.endswith(_docker.ASIDE_SUFFIX)],
+                                  [r["ref"] for r in record["refs"]], "point %s: components.images" % point_id)
         for name in names:
             attrs = _docker.inspect_container(client, name)
             item = recorded.get(name)

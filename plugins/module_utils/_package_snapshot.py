@@ -6,13 +6,15 @@ one pip environment or a set of apt packages, with the same code as the `package
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 import time
 
 from ansible_collections.fleetops.rollback.plugins.module_utils import _apt, _pins, _pip, _points
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import atomic_write
 
 FORMAT = "fleetops.rollback/package_snapshot/1"
@@ -24,6 +26,10 @@ FREEZE_HIDDEN = ("pip", "setuptools", "wheel", "distribute")
 
 def check_options(params):
     """Refuse options that belong to the other manager, naming them."""
+    if params.get("virtualenv") is not None:
+        _pip.check_abs(params["virtualenv"], "virtualenv", "the virtualenv")
+    if params.get("executable") is not None and (not params["executable"].strip() or "\x00" in params["executable"]):
+        raise RollbackError("executable: %r is not a path; give the full path of a python or pip" % params["executable"])
     if params["manager"] == "pip":
         if not (params.get("virtualenv") or params.get("executable")):
             raise RollbackError("manager=pip needs virtualenv (a venv directory) or executable (a python or pip path)")
@@ -34,6 +40,11 @@ def check_options(params):
         for key in ("virtualenv", "executable", "find_links", "index_url", "pins_file"):
             if params.get(key):
                 raise RollbackError("%s: is for manager=pip; for apt give names" % key)
+    timeout = params.get("dpkg_lock_timeout")
+    if params["manager"] == "pip" and timeout is not None:
+        raise RollbackError("dpkg_lock_timeout: is for manager=apt")
+    if timeout is not None and not 0 <= timeout <= _apt.MAX_LOCK_TIMEOUT:
+        raise RollbackError("dpkg_lock_timeout: %r must be from 0 to %d seconds" % (timeout, _apt.MAX_LOCK_TIMEOUT))
 
 
 def component_spec(params):
@@ -45,7 +56,10 @@ def component_spec(params):
         return COMPONENT.normalize({"pip": [{k: v for k, v in env.items() if v is not None}]}, where="package_snapshot")
     if not params.get("names"):
         raise RollbackError("names: manager=apt needs the list of Debian packages to snapshot, for example [nginx, libssl3]")
-    return COMPONENT.normalize({"apt": {"names": params["names"], "hold": params["hold"]}}, where="package_snapshot")
+    apt = {"names": params["names"], "hold": params["hold"]}
+    if params.get("dpkg_lock_timeout") is not None:
+        apt["dpkg_lock_timeout"] = params["dpkg_lock_timeout"]
+    return COMPONENT.normalize({"apt": apt}, where="package_snapshot")
 
 
 def selection(params, spec):
@@ -61,6 +75,7 @@ def selection(params, spec):
         out["use_pip_config"] = params["use_pip_config"]
     else:
         out["hold"] = params["hold"]
+        out["dpkg_lock_timeout"] = params.get("dpkg_lock_timeout")
     return out
 
 
@@ -71,12 +86,37 @@ def document(record, manager):
     return dict({"format": FORMAT, "manager": manager}, **body)
 
 
+def regular_file(option, path, what):
+    """An existing regular file (through symlinks), refused naming what is there instead: reading a FIFO or a
+    device would hang or never end."""
+    path = check_path(option, path)
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        if os.path.islink(path):
+            raise RollbackError("%s: %r is a dangling symlink (to %r); give %s" % (option, path, os.readlink(path), what))
+        raise RollbackError("%s: %r %s; give %s" % (option, path, "does not exist" if err.errno == errno.ENOENT
+                                                    else "cannot be read (%s)" % err.strerror, what))
+    if not stat.S_ISREG(st.st_mode):
+        raise RollbackError("%s: %r is %s, not a regular file; give %s" % (option, path, _file_kind(st), what))
+    return path
+
+
+def _file_kind(st):
+    for test, word in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(st.st_mode):
+            return word
+    return "something else"
+
+
 def write_snapshot(dest, record, manager, check=False):
     """Write the snapshot file (0600); unchanged when it already holds the same snapshot."""
-    if not os.path.isabs(dest):
-        raise RollbackError("dest: %r is not an absolute path; give the full path of the snapshot file" % dest)
+    dest = check_path("dest", dest)
     if not os.path.isdir(os.path.dirname(dest)):
         raise RollbackError("dest: the directory of %s does not exist; create it first" % dest)
+    if os.path.lexists(dest):
+        regular_file("dest", dest, "the path of the snapshot file (a regular file, or one that does not exist yet)")
     new = document(record, manager)
     data = (json.dumps(new, indent=1, sort_keys=True) + "\n").encode("utf-8")
     old = None
@@ -94,8 +134,7 @@ def write_snapshot(dest, record, manager, check=False):
 
 def read_snapshot(src, params, spec):
     """A record from a snapshot file: this module's JSON, `pip freeze` output (pip) or `name=version` lines (apt)."""
-    if not os.path.isabs(src):
-        raise RollbackError("src: %r is not an absolute path; give the full path of the snapshot file" % src)
+    src = regular_file("src", src, "the snapshot file written by dest (or, for pip, a pip freeze file)")
     try:
         with open(src, "rb") as stream:
             text = stream.read().decode("utf-8")
@@ -103,11 +142,14 @@ def read_snapshot(src, params, spec):
         raise RollbackError("src: cannot read %s (%s)" % (src, getattr(err, "strerror", None) or err))
     manager = params["manager"]
     body = None
-    if text.lstrip().startswith("{"):
+    if text.lstrip().startswith(("{", "[")):
         try:
             body = json.loads(text)
         except ValueError as err:
             raise RollbackError("src: %s is not valid JSON (%s)" % (src, err))
+        if not isinstance(body, dict):
+            raise RollbackError("src: %s is not a package_snapshot file (a JSON %s, not an object)"
+                                % (src, type(body).__name__))
         if body.get("format") != FORMAT:
             raise RollbackError("src: %s is not a package_snapshot file (format %r)" % (src, body.get("format")))
         if body.get("manager") != manager:
@@ -117,33 +159,41 @@ def read_snapshot(src, params, spec):
         env = dict(spec["pip"][0])
         if body is not None:
             packages = body.get("packages")
-            for key in ("find_links", "index_url"):
-                if not env.get(key) and body.get(key):
-                    env[key] = body[key]
+            if not env.get("find_links") and body.get("find_links"):
+                links = body["find_links"] if isinstance(body["find_links"], list) else [body["find_links"]]
+                env["find_links"] = [_pip.check_source_url(link, "src %s: find_links" % src, local=True)
+                                     for link in links]
+            if not env.get("index_url") and body.get("index_url"):
+                env["index_url"] = _pip.check_source_url(body["index_url"], "src %s: index_url" % src)
         else:
             packages = _pip.parse_freeze(text, where="src %s" % src)
             # pip freeze leaves these out: the file says nothing about them, so they are never pruned.
             env["unmanaged"] = list(FREEZE_HIDDEN)
         if not isinstance(packages, dict):
             raise RollbackError("src: %s holds no packages" % src)
-        env["packages"] = packages
+        env["packages"] = _pip.check_packages(packages, "src %s" % src)
         env["python"] = _pip.resolve_python(env["virtualenv"], env["executable"])
         return {"pip": [env], "apt": None}
     if body is not None:
         apt = {key: body.get(key) for key in ("names", "packages")}
         if not isinstance(apt["packages"], dict) or not isinstance(apt["names"], list):
             raise RollbackError("src: %s holds no apt packages" % src)
+        if not all(isinstance(row, dict) for row in apt["packages"].values()) or \
+                not all(isinstance(n, str) and n in apt["packages"] for n in apt["names"]):
+            raise RollbackError("src: %s is not a valid apt snapshot (each name needs a {version, held} entry)" % src)
     else:
         packages = {}
         for number, raw in enumerate(text.splitlines(), 1):
             line = raw.split("#", 1)[0].strip()
             if not line:
                 continue
-            found = re.match(r"^([a-z0-9][a-z0-9+.:-]+)=(\S+)$", line)
+            found = re.match(r"^(\S+?)=(\S+)$", line)
             if not found:
                 raise RollbackError("src %s line %d: %r is not NAME=VERSION" % (src, number, raw))
+            _apt.check_versions({found.group(1): found.group(2)}, "src %s line %d" % (src, number))
             packages[found.group(1)] = {"version": found.group(2), "held": False, "arch": None}
         apt = {"names": list(packages), "packages": packages}
+    _apt.check_versions(apt["packages"], "src %s" % src)
     wanted = params.get("names")
     if wanted:
         unknown = [n for n in wanted if n not in apt["packages"]]
@@ -152,6 +202,8 @@ def read_snapshot(src, params, spec):
                                 % (", ".join(unknown), src, ", ".join(apt["names"])))
         apt["names"] = list(wanted)
     apt.update(hold=params["hold"], prune_extra=True)
+    if params.get("dpkg_lock_timeout") is not None:
+        apt["dpkg_lock_timeout"] = params["dpkg_lock_timeout"]
     return {"pip": [], "apt": apt}
 
 

@@ -16,6 +16,7 @@ Spec (components.packages):
       names: [nginx, libssl3]           # the packages to pin (dpkg-query versions)
       hold: false                       # apt-mark hold them after a restore
       prune_extra: true                 # remove a named package that was not installed at capture
+      dpkg_lock_timeout: 300            # seconds to wait for another apt/dpkg run to release the dpkg lock
 
 Record: {"pip": [environment records], "apt": apt record or None}. A safety capture (scope) also keeps
 copies of the installed versions a restore will replace (wheels repacked from the environment, .debs)
@@ -70,12 +71,12 @@ class PackagesComponent:
     def normalize(self, spec, where="components.packages"):
         if not isinstance(spec, dict) or not spec or set(spec) - {"pip", "apt"}:
             raise RollbackError("%s: expected {pip: [{virtualenv: /srv/app/venv, find_links: [...]}], apt: {names: [...]}}, "
-                                "got %r" % (where, spec))
+                                "got %s" % (where, _pip.shown(spec)))
         envs = spec.get("pip") or []
         if isinstance(envs, dict):
             envs = [envs]
         if not isinstance(envs, list):
-            raise RollbackError("%s.pip: give a list of environments, got %r" % (where, envs))
+            raise RollbackError("%s.pip: give a list of environments, got %s" % (where, _pip.shown(envs)))
         out = {"pip": [_pip.normalize_env(env, "%s.pip[%d]" % (where, i)) for i, env in enumerate(envs)], "apt": None}
         seen = set()
         for index, env in enumerate(out["pip"]):
@@ -92,7 +93,9 @@ class PackagesComponent:
     def check_capturable(self, spec):
         for index, env in enumerate(spec["pip"]):
             _pip.resolve_python(env["virtualenv"], env["executable"],
-                                where="components.packages.pip[%d].virtualenv" % index)
+                                where="components.packages.pip[%d].%s" % (index, "virtualenv" if env["virtualenv"]
+                                                                          else "executable"))
+            _pip.check_find_links(env, "components.packages.pip[%d].find_links" % index)
         if spec.get("apt"):
             _apt.check_capturable(spec["apt"])
 
@@ -115,6 +118,8 @@ class PackagesComponent:
         if apt:
             apt_spec = {"names": apt["names"], "hold": apt.get("hold", False), "prune_extra": apt.get("prune_extra", True),
                         "keep": [c["name"] for c in replaced if c.get("manager") == "apt"]}
+            if apt.get("dpkg_lock_timeout") is not None:
+                apt_spec["dpkg_lock_timeout"] = apt["dpkg_lock_timeout"]
         return {"pip": pip_specs, "apt": apt_spec}
 
     # ---------------------------------------------------------------- capture
@@ -186,7 +191,7 @@ class PackagesComponent:
             if not apt:
                 raise RollbackError("packages: the point holds no apt snapshot")
             apt = dict(apt)
-            for key in ("prune_extra", "hold"):
+            for key in ("prune_extra", "hold", "dpkg_lock_timeout"):
                 if selection.get(key) is not None:
                     apt[key] = selection[key]
             only = selection.get("only")

@@ -11,11 +11,13 @@ as it was: comments, order, spacing, line endings, ranges, markers, other tables
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import tempfile
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import fsync_dir
 
 NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
@@ -153,8 +155,16 @@ def kind_of(path):
 
 def plan(path, packages, keys=None):
     """(old bytes, new bytes, changes) for a pins file; raises when it cannot be rewritten truthfully."""
-    if not os.path.isabs(path):
-        raise RollbackError("pins_file: %r is not an absolute path; give the full path" % path)
+    path = check_path("pins_file", path)
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        raise RollbackError("pins_file: cannot read %r: %s; give an existing requirements.txt or pyproject.toml; nothing "
+                            "was changed" % (path, "it is a dangling symlink" if os.path.islink(path) else
+                                             "it does not exist" if err.errno == errno.ENOENT else err.strerror))
+    if not stat.S_ISREG(st.st_mode):
+        raise RollbackError("pins_file: %r is not a regular file (a directory, FIFO or device); give a requirements.txt "
+                            "or pyproject.toml; nothing was changed" % path)
     try:
         with open(path, "rb") as stream:
             data = stream.read()

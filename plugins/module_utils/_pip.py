@@ -27,17 +27,20 @@ from __future__ import annotations
 import ast
 import base64
 import csv
+import errno
 import hashlib
 import io
 import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import zipfile
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import PROGRESS, RollbackError, Terminated
+from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 
 PIP_TIMEOUT = 1800
 LIST_TIMEOUT = 120
@@ -48,7 +51,8 @@ _PEP440 = re.compile(r"""^\s*v?(?:(?:[0-9]+!)?[0-9]+(?:\.[0-9]+)*(?:[-_.]?(?:a|b
     (?:(?:-[0-9]+)|(?:[-_.]?(?:post|rev|r)[-_.]?[0-9]*))?(?:[-_.]?dev[-_.]?[0-9]*)?)(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?\s*$""",
                      re.VERBOSE | re.IGNORECASE)
 _CREDENTIALS = re.compile(r"(\w+://)[^/@\s]+@")
-_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]*")
 
 # Runs inside the target interpreter: every distribution it sees, first on sys.path wins (as with
 # importlib.metadata). It reads the dist-info / egg-info headers itself and prints a Python literal: importing
@@ -94,7 +98,8 @@ for entry in sys.path:
                 develop[os.path.normpath(lines[0])] = os.path.normpath(root)
 for entry, names in listings:
     for name in names:
-        if not (name.endswith(".dist-info") or name.endswith(".egg-info")):
+        # "~name-1.0.dist-info" is a killed pip's stash of an uninstall, not an installed distribution.
+        if name.startswith("~") or not (name.endswith(".dist-info") or name.endswith(".egg-info")):
             continue
         path = os.path.join(entry, name)
         if os.path.isdir(path):
@@ -130,6 +135,56 @@ def redact_url(text):
     return _CREDENTIALS.sub(r"\1****@", text or "")
 
 
+def url_secrets(value):
+    """The credentials written into any URL inside value (strings, lists, dicts): the password, and the whole
+    user:password or token part, for a module to add to no_log_values so its result never echoes them."""
+    found = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, str):
+            for match in re.finditer(r"\w+://([^/@\s]+)@", item):
+                userinfo = match.group(1)
+                found.add(userinfo)
+                if ":" in userinfo:
+                    found.add(userinfo.split(":", 1)[1])
+    return {secret for secret in found if secret}
+
+
+def shown(value):
+    """A value as a message shows it: its repr, with URL credentials and secret-looking text masked."""
+    return redact_url(redact_text(repr(value)))
+
+
+def check_packages(packages, where):
+    """The packages of a snapshot (a file or a point): each a real name with an exact version, or a direct
+    (editable, VCS, URL) install. Anything else would reach pip's command line; it is refused, naming it."""
+    if not isinstance(packages, dict):
+        raise RollbackError("%s: holds no package list (expected {name: {name, version}}), got %s"
+                            % (where, shown(packages)[:200]))
+    for key, pkg in packages.items():
+        if not isinstance(pkg, dict) or not isinstance(pkg.get("name"), str) or not _NAME.fullmatch(pkg["name"]) \
+                or canonical(pkg["name"]) != key:
+            raise RollbackError("%s: %s is not a package entry {name: NAME, version: VERSION} (the name must match "
+                                "its key %r); fix or recapture the snapshot" % (where, shown(pkg)[:200], key))
+        version = pkg.get("version")
+        direct = pkg.get("editable") or pkg.get("vcs") or pkg.get("url")
+        if not isinstance(version, str) or (version and not _VERSION.fullmatch(version)) or (not version and not direct):
+            raise RollbackError("%s: %s version %s is not a version; a snapshot holds exact versions such as 1.2.3"
+                                % (where, pkg["name"], shown(version)))
+        for field in ("editable", "vcs", "url", "commit", "subdirectory"):
+            value = pkg.get(field)
+            if value is not None and (not isinstance(value, str) or not value or
+                                      any(ord(ch) < 33 or ord(ch) == 127 for ch in value)):
+                raise RollbackError("%s: %s %s %s is not valid (no spaces or control characters)"
+                                    % (where, pkg["name"], field, shown(value)))
+    return packages
+
+
 # ---------------------------------------------------------------------------------------------- processes
 
 def child_env(use_pip_config=False):
@@ -155,61 +210,125 @@ def run(argv, env=None, timeout=PIP_TIMEOUT, cwd="/"):
 
 
 def pip_errors(out, err):
-    """The lines of pip output that say what went wrong, credentials masked."""
-    text = (err or "") + "\n" + (out or "")
+    """The lines of pip output that say what went wrong (its error lines, which file, the exception a build
+    raised), credentials and secret-looking values masked. pip says which file it processes on stdout and what
+    failed on stderr: stdout goes first to keep that order."""
+    text = (out or "") + "\n" + (err or "")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    wanted = [line for line in lines if line.startswith("ERROR:") and line != "ERROR: Exception:"]
+    wanted = []
+    for line in lines:
+        if line == "ERROR: Exception:" or line in wanted:
+            continue
+        if line.lower().startswith(("error:", "processing ")) or line.startswith(("\u00d7", "\u2570")) \
+                or re.match(r"^[A-Za-z_.]*(Error|Exception): ", line):
+            wanted.append(line)
     last = [line.strip() for line in (err or out or "").splitlines() if line.strip()][-1:]
-    if last and last[0] not in wanted:
+    if last and last[0] not in wanted and not last[0].startswith(("hint:", "note:")):
         wanted += last  # the exception line that ends a traceback
-    return redact_url(" | ".join((wanted or lines)[-6:]))[-1500:]
+    return redact_url(redact_text(" | ".join((wanted or lines)[-8:])))[-1500:]
 
 
 # ---------------------------------------------------------------------------------------------- environment
 
+def _kind(path):
+    """What is at a path, in words, for messages: None for a directory."""
+    try:
+        st = os.lstat(path)
+    except OSError as err:
+        return "does not exist" if err.errno == errno.ENOENT else "cannot be read (%s)" % err.strerror
+    if stat.S_ISLNK(st.st_mode):
+        if not os.path.exists(path):
+            return "is a dangling symlink (to %r)" % os.readlink(path)
+        st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode):
+        return None
+    for test, word in ((stat.S_ISREG, "a file"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(st.st_mode):
+            return "is %s, not a directory" % word
+    return "is not a directory"
+
+
+def check_abs(value, where, what):
+    if not isinstance(value, str) or not value.strip():
+        raise RollbackError("%s: %r is not a path; give the full path of %s" % (where, value, what))
+    if "\x00" in value:
+        raise RollbackError("%s: %r holds a NUL byte; give the full path of %s" % (where, value, what))
+    if not os.path.isabs(value):
+        raise RollbackError("%s: %r is not an absolute path; give the full path of %s" % (where, value, what))
+    return value
+
+
 def resolve_python(virtualenv=None, executable=None, where="virtualenv"):
     """The interpreter of a virtualenv, or the one given (a python, or a pip script whose shebang names it)."""
     if virtualenv:
-        if not os.path.isabs(virtualenv):
-            raise RollbackError("%s: %r is not an absolute path; give the full path of the virtualenv" % (where, virtualenv))
+        check_abs(virtualenv, where, "the virtualenv")
+        problem = _kind(virtualenv)
+        if problem == "does not exist":
+            problem = "does not exist, so it has no bin/python"
+        if problem:
+            raise RollbackError("%s: %r %s; give the directory of the virtualenv (python3 -m venv DIR makes one)"
+                                % (where, virtualenv, problem))
         for candidate in ("bin/python", "bin/python3"):
             path = os.path.join(virtualenv, candidate)
             if os.path.isfile(path) and os.access(path, os.X_OK):
                 return os.path.normpath(path)
-        raise RollbackError("%s: %r has no bin/python; create the virtualenv first or give the right path"
-                            % (where, virtualenv))
+        raise RollbackError("%s: %r has no bin/python, so it is not a virtualenv; create the virtualenv first (python3 "
+                            "-m venv) or give the right path" % (where, virtualenv))
     if not executable:
         raise RollbackError("pip: give virtualenv (a venv directory) or executable (a python or pip path)")
+    where = "executable" if where == "virtualenv" else where
+    if not isinstance(executable, str) or "\x00" in executable or not executable.strip():
+        raise RollbackError("%s: %r is not a path; give the full path of a python or pip" % (where, executable))
     if not os.path.isabs(executable):
         found = shutil.which(executable)
         if not found:
-            raise RollbackError("executable: %r is not on PATH; give the full path of a python or pip" % executable)
+            raise RollbackError("%s: %r is not on PATH; give the full path of a python or pip" % (where, executable))
         executable = found
     if not (os.path.isfile(executable) and os.access(executable, os.X_OK)):
-        raise RollbackError("executable: %r is not an executable file; give the full path of a python or pip" % executable)
+        if os.path.isfile(executable):
+            problem = "is a file without execute permission"
+        else:
+            problem = (_kind(executable) or "is a directory").replace(", not a directory", "")
+        raise RollbackError("%s: %r %s; give the full path of a python or pip (an executable file)"
+                            % (where, executable, problem))
     if os.path.basename(executable).startswith("pip"):
         with open(executable, "rb") as stream:
             first = stream.readline().decode("utf-8", "replace").strip()
         if not first.startswith("#!"):
-            raise RollbackError("executable: %r is a pip without a #! line naming its python; give the python instead"
-                                % executable)
+            raise RollbackError("%s: %r is a pip without a #! line naming its python; give the python instead"
+                                % (where, executable))
         parts = first[2:].split()
         if parts and os.path.basename(parts[0]) == "env" and len(parts) > 1:
             python = shutil.which(parts[1])
         else:
             python = parts[0] if parts else None
         if not python or not os.path.isfile(python):
-            raise RollbackError("executable: the python of %r (%r) does not exist; give the python instead"
-                                % (executable, first))
+            raise RollbackError("%s: the python of %r (%r) does not exist; give the python instead"
+                                % (where, executable, first))
         return python
     return executable
+
+
+def check_find_links(record, where="find_links"):
+    """Every local wheelhouse of the record exists as a directory: a restore that cannot reach its source would
+    fail only after the safety copies were made, and pip would say "no matching distribution"."""
+    for index, link in enumerate(record.get("find_links") or []):
+        path = link[len("file://"):] if link.startswith("file://") else link
+        if "://" in path:
+            continue
+        problem = _kind(path)
+        if problem:
+            raise RollbackError("%s[%d]: the wheelhouse %r %s; give an existing directory of wheels (or a URL); nothing "
+                                "was changed" % (where, index, link, problem))
 
 
 def inspect(python, use_pip_config=False):
     """Everything the interpreter sees: {"python", "python_version", "paths", "dists": {key: dist}}."""
     rc, out, err = run([python, "-c", LIST_SCRIPT], env=child_env(use_pip_config), timeout=LIST_TIMEOUT)
     if rc != 0:
-        raise RollbackError("pip: could not list the packages of %s (exit %s): %s" % (python, rc, (err or out).strip()[-800:]))
+        raise RollbackError("pip: could not list the packages of %s (exit %s): %s"
+                            % (python, rc, redact_url(redact_text((err or out).strip()[-800:]))))
     try:
         data = ast.literal_eval(out)
     except (ValueError, SyntaxError):
@@ -318,35 +437,30 @@ def normalize_env(spec, where):
     """One environment of a snapshot spec: {virtualenv|executable, find_links, index_url, prune_extra,
     build_isolation, use_pip_config}."""
     if not isinstance(spec, dict):
-        raise RollbackError("%s: expected a dict such as {virtualenv: /srv/app/venv, find_links: [/srv/wheels]}, got %r"
-                            % (where, spec))
+        raise RollbackError("%s: expected a dict such as {virtualenv: /srv/app/venv, find_links: [/srv/wheels]}, got %s"
+                            % (where, shown(spec)))
     known = {"virtualenv", "executable", "find_links", "index_url", "prune_extra", "build_isolation", "use_pip_config",
              "only"}
     unknown = sorted(set(spec) - known)
     if unknown:
         raise RollbackError("%s: unknown key %s; known keys: %s" % (where, ", ".join(unknown), ", ".join(sorted(known))))
     if bool(spec.get("virtualenv")) == bool(spec.get("executable")):
-        raise RollbackError("%s: give exactly one of virtualenv (a venv directory) or executable (a python or pip); got %r"
-                            % (where, spec))
-    for key in ("virtualenv", "executable"):
-        value = spec.get(key)
-        if value is not None and (not isinstance(value, str) or not os.path.isabs(value)):
-            raise RollbackError("%s.%s: %r is not an absolute path; give the full path" % (where, key, value))
+        raise RollbackError("%s: give exactly one of virtualenv (a venv directory) or executable (a python or pip); got %s"
+                            % (where, shown(spec)))
+    for key, what in (("virtualenv", "the virtualenv"), ("executable", "a python or pip")):
+        if spec.get(key) is not None:
+            check_abs(spec[key], "%s.%s" % (where, key), what)
     find_links = spec.get("find_links") or []
     if isinstance(find_links, str):
         find_links = [find_links]
-    if not isinstance(find_links, list) or not all(isinstance(f, str) and f for f in find_links):
-        raise RollbackError("%s.find_links: give a list of wheelhouse directories or URLs, got %r" % (where, find_links))
-    for link in find_links:
-        check_no_credentials(link, "%s.find_links" % where)
-        if "://" not in link and not os.path.isabs(link):
-            raise RollbackError("%s.find_links: %r is not an absolute path or a URL; give the full path of the "
-                                "wheelhouse" % (where, link))
+    if not isinstance(find_links, list):
+        raise RollbackError("%s.find_links: give a list of wheelhouse directories or URLs, got %s"
+                            % (where, shown(find_links)))
+    for index, link in enumerate(find_links):
+        check_source_url(link, "%s.find_links[%d]" % (where, index), local=True)
     index_url = spec.get("index_url")
     if index_url is not None:
-        if not isinstance(index_url, str) or not index_url:
-            raise RollbackError("%s.index_url: give a URL such as https://pypi.internal/simple, got %r" % (where, index_url))
-        check_no_credentials(index_url, "%s.index_url" % where)
+        check_source_url(index_url, "%s.index_url" % where)
     out = {
         "virtualenv": os.path.normpath(spec["virtualenv"]) if spec.get("virtualenv") else None,
         "executable": spec.get("executable"),
@@ -362,6 +476,29 @@ def normalize_env(spec, where):
 def _bool(value, where):
     if not isinstance(value, bool):
         raise RollbackError("%s: %r must be true or false" % (where, value))
+    return value
+
+
+def check_source_url(value, where, local=False):
+    """A package source: an http(s) or file URL, or (find_links) an absolute directory. Refused, naming it, when it
+    is not one, or carries credentials (which would land on pip's command line and in the snapshot)."""
+    example = "a wheelhouse directory or a URL" if local else "a URL such as https://pypi.internal/simple"
+    if not isinstance(value, str) or not value.strip():
+        raise RollbackError("%s: %r is not %s" % (where, value, example))
+    text = redact_url(value)
+    url = "://" in value
+    # A directory may hold a space; a URL may not, and neither may hold a control character.
+    if any(ord(ch) < 32 or ord(ch) == 127 or (url and ch.isspace()) for ch in value):
+        raise RollbackError("%s: %r holds %s; give %s" % (where, text, "a space or a control character" if url
+                                                          else "a control character (NUL, newline, ...)", example))
+    check_no_credentials(value, where)
+    if "://" in value:
+        scheme = value.split("://", 1)[0].lower()
+        if scheme not in ("http", "https", "file") or not value.split("://", 1)[1]:
+            raise RollbackError("%s: %r is not an http(s) or file URL; give %s" % (where, text, example))
+    elif not local or not os.path.isabs(value):
+        lead = "an absolute path or a URL; give " if local else ""
+        raise RollbackError("%s: %r is not %s%s" % (where, text, lead, example))
     return value
 
 
@@ -439,8 +576,11 @@ def compare(wanted, current, only=None, prune_extra=False, exact=False, unmanage
 def check_only(record, only, where="only"):
     if only is None:
         return None
+    bad0 = [n for n in only if not isinstance(n, str)]
+    if bad0:
+        raise RollbackError("%s: %r is not a package name" % (where, bad0[0]))
     keys = [canonical(n) for n in only]
-    bad = [n for n in only if not isinstance(n, str) or not _NAME.match(n)]
+    bad = [n for n in only if not isinstance(n, str) or not _NAME.fullmatch(n)]
     if bad:
         raise RollbackError("%s: %r is not a package name" % (where, bad[0]))
     missing = [n for n, k in zip(only, keys) if k not in record["packages"]]
@@ -514,6 +654,13 @@ def missing_message(record, out, err):
             % (req, source_text(record), available or "none"))
 
 
+def full_disk(record, out, err):
+    """Advice when pip ran out of space: where, and what to do."""
+    if "No space left on device" in (err or "") + (out or "") or "[Errno 28]" in (err or "") + (out or ""):
+        return " (the filesystem holding %s is full: free space on it and run again)" % env_label(record)
+    return ""
+
+
 def pip_version(python, env):
     rc, out, _err = run([python, "-c", "import pip; print(pip.__version__)"], env=env, timeout=LIST_TIMEOUT)
     if rc != 0:
@@ -528,6 +675,8 @@ def preflight(record, changes):
     if not reqs:
         return
     python = resolve_python(record.get("virtualenv"), record.get("executable") or record.get("python"))
+    if not record.get("wheelhouse"):
+        check_find_links(record)
     env = child_env(record.get("use_pip_config"))
     tmp = tempfile.mkdtemp(prefix="fleetops-pip-check-")
     try:
@@ -541,8 +690,9 @@ def preflight(record, changes):
         rc, out, err = run(argv + source_args(record) + reqs, env=env)
         if rc != 0:
             raise RollbackError(missing_message(record, out, err) or
-                                "pip: the wanted versions cannot be installed into %s from %s: %s; nothing was changed"
-                                % (env_label(record), source_text(record), pip_errors(out, err)))
+                                "pip: the wanted versions (%s) cannot be installed into %s from %s: %s; nothing was "
+                                "changed" % (redact_url(" ".join(reqs)), env_label(record), source_text(record),
+                                             pip_errors(out, err)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -714,6 +864,8 @@ def apply(record, changes, listing=None):
     installs = [c for c in changes if c["action"] in ("install", "change")]
     removes = [c for c in changes if c["action"] == "remove"]
     touched = [c["key"] for c in changes if c["action"] in ("change", "remove")]
+    if installs and not record.get("wheelhouse"):
+        check_find_links(record)
     work = tempfile.mkdtemp(prefix="fleetops-pip-revert-")
     os.chmod(work, 0o700)
     try:
@@ -726,18 +878,32 @@ def apply(record, changes, listing=None):
         reqs = [a for c in installs
                 for a in (pin_args(_wanted(record, c)) if c["key"] in kept else install_args(_wanted(record, c)))]
         failure = None
-        if reqs:
-            only_safety = bool(wheelhouse) and len(kept) == len(installs)
-            # With every wanted wheel kept, the kept copies are the only source: the wheelhouse may hold the same
-            # versions built differently, and the copies are what was installed.
-            source = dict(record, find_links=[], index_url=None) if only_safety else record
-            rc, out, err = _pip_install(python, source, reqs, env, find_links=wheelhouse, no_index=only_safety)
-            if rc != 0:
-                failure = missing_message(record, out, err) or "pip install failed: %s" % pip_errors(out, err)
-        if failure is None and removes:
-            rc, out, err = _pip_uninstall(python, [c["name"] for c in removes], env)
-            if rc != 0:
-                failure = "pip uninstall failed: %s" % pip_errors(out, err)
+        label = env_label(record)
+        stashes = _stashes(before)
+        try:
+            if reqs:
+                only_safety = bool(wheelhouse) and len(kept) == len(installs)
+                # With every wanted wheel kept, the kept copies are the only source: the wheelhouse may hold the same
+                # versions built differently, and the copies are what was installed.
+                source = dict(record, find_links=[], index_url=None) if only_safety else record
+                PROGRESS.at("installing %s into %s with pip" % (", ".join(c["name"] for c in installs), label),
+                            state="pip may have changed %s midway; rerun the same restore to finish it" % label)
+                rc, out, err = _pip_install(python, source, reqs, env, find_links=wheelhouse, no_index=only_safety)
+                if rc != 0:
+                    failure = missing_message(record, out, err) or "pip install failed: %s%s" % (
+                        pip_errors(out, err), full_disk(record, out, err))
+            if failure is None and removes:
+                PROGRESS.at("removing %s from %s with pip" % (", ".join(c["name"] for c in removes), label),
+                            state="pip may have changed %s midway; rerun the same restore to finish it" % label)
+                rc, out, err = _pip_uninstall(python, [c["name"] for c in removes], env)
+                if rc != 0:
+                    failure = "pip uninstall failed: %s" % pip_errors(out, err)
+        except Terminated:
+            # subprocess.run killed pip on the way out: put back what it had done, like any other failure, and
+            # remove the stash directories it had no time to clean up.
+            failure = "stopped by SIGTERM while %s" % PROGRESS.step
+            _remove_stashes(before, stashes)
+        PROGRESS.at("checking %s after pip" % label)
         after = packages_of(inspect(python, record.get("use_pip_config")))
         if failure is None:
             target = dict(before_packages)
@@ -762,8 +928,36 @@ def apply(record, changes, listing=None):
     return None
 
 
+def _site_dirs(listing):
+    return sorted({listing["paths"].get(key) for key in ("purelib", "platlib") if listing["paths"].get(key)})
+
+
+def _stashes(listing):
+    """The `~`-named entries pip uses as temporary stashes, already in site-packages before pip runs."""
+    found = set()
+    for site in _site_dirs(listing):
+        try:
+            found |= {os.path.join(site, name) for name in os.listdir(site) if name.startswith("~")}
+        except OSError:
+            pass
+    return found
+
+
+def _remove_stashes(listing, existing):
+    for path in _stashes(listing) - existing:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
 def revert(python, record, env, before, after, wheelhouses, failure, midway):
     """Put the environment back to `before` from the kept copies (offline); always raises."""
+    PROGRESS.at("putting %s back after: %s" % (env_label(record), failure),
+                state="%s is partly changed (%s) and being put back" % (env_label(record), ", ".join(midway)))
     reinstall = [k for k in sorted(before) if k in after and not same(before[k], after[k]) or k not in after]
     extras = [after[k]["name"] for k in sorted(after) if k not in before]
     problems = []

@@ -17,15 +17,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path
 from ansible_collections.fleetops.rollback.plugins.module_utils._docker import (
-    check_target_ref, rollback_tag_for, split_ref)
+    check_source_ref, check_target_ref, rollback_tag_for, split_ref)
+from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 
 MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -36,6 +38,8 @@ MANIFEST_TYPES = (
 INDEX_TYPES = MANIFEST_TYPES[1], MANIFEST_TYPES[3]
 LOOPBACK = re.compile(r"^(localhost|127(?:\.\d{1,3}){3}|\[::1\])(:\d+)?$")
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_HOST_PORT = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+                        r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
 class _NoRedirectAuth(urllib.request.HTTPRedirectHandler):
@@ -50,16 +54,31 @@ class _NoRedirectAuth(urllib.request.HTTPRedirectHandler):
 
 def registry_url(registry):
     """`host[:port]` or a URL -> base URL. Without a scheme: https, except loopback addresses (http)."""
-    value = (registry or "").strip().rstrip("/")
-    if not value:
-        raise RollbackError("registry: give the registry as host:port or a URL, for example 127.0.0.1:5000")
+    if not isinstance(registry, str) or not registry.strip():
+        raise RollbackError("registry: %r is not a registry; give it as host:port or a URL, for example "
+                            "127.0.0.1:5000" % (registry,))
+    value = registry.strip().rstrip("/")
+    shown = redact_text(value)
+    if any(ord(ch) < 33 or ord(ch) == 127 for ch in value):
+        raise RollbackError("registry: %r holds a space or a control character; give host:port or a URL" % shown)
+    netloc = value
     if "://" in value:
         parts = urllib.parse.urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise RollbackError("registry: %r is not an http(s) URL" % registry)
-        return "%s://%s" % (parts.scheme, parts.netloc)
-    if "/" in value:
-        raise RollbackError("registry: %r should be host[:port] or a URL, without a path" % registry)
+            raise RollbackError("registry: %r is not an http(s) URL" % shown)
+        if parts.path.strip("/"):
+            raise RollbackError("registry: %r should be host[:port] or a URL, without a path" % shown)
+        netloc = parts.netloc
+    elif "/" in value:
+        raise RollbackError("registry: %r should be host[:port] or a URL, without a path" % shown)
+    if "@" in netloc:
+        raise RollbackError("registry: %r carries credentials; they would show in every message and result. Give "
+                            "them as registry_username and registry_password instead" % shown)
+    if not _HOST_PORT.fullmatch(netloc):
+        raise RollbackError("registry: %r is not host[:port]; give for example 127.0.0.1:5000 or "
+                            "https://registry.internal" % shown)
+    if "://" in value:
+        return "%s://%s" % (value.split("://", 1)[0], netloc)
     return ("http://" if LOOPBACK.match(value) else "https://") + value
 
 
@@ -67,12 +86,27 @@ class Registry:
     def __init__(self, registry, username=None, password=None, validate_certs=True, ca_path=None, timeout=60):
         self.base = registry_url(registry)
         self.host = urllib.parse.urlsplit(self.base).netloc
+        # A control character would end up inside an HTTP header (http.client refuses it, or it splits the header).
+        if username is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in username):
+            raise RollbackError("registry_username: %r holds a control character (NUL, newline, ...); give the plain "
+                                "username" % username)
+        if password is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in password):
+            raise RollbackError("registry_password: the password given holds a control character (NUL, newline, ...); "
+                                "give it without (a trailing newline from a file lookup is a common cause)")
         self.username = username
         self.password = password
         self.timeout = timeout
         context = None
+        if ca_path is not None:
+            ca_path = check_path("ca_path", ca_path)
+            if not os.path.isfile(ca_path):
+                raise RollbackError("ca_path: %r is not a file; give the PEM file of the CA that signed the registry's "
+                                    "certificate" % ca_path)
         if self.base.startswith("https://"):
-            context = ssl.create_default_context(cafile=ca_path) if ca_path else ssl.create_default_context()
+            try:
+                context = ssl.create_default_context(cafile=ca_path) if ca_path else ssl.create_default_context()
+            except (ssl.SSLError, OSError) as err:
+                raise RollbackError("ca_path: %s holds no usable CA certificate (%s); give a PEM file" % (ca_path, err))
             if not validate_certs:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
@@ -82,9 +116,7 @@ class Registry:
     # ------------------------------------------------------------------ references
     def repo_ref(self, ref, where):
         """A reference inside this registry: an optional `host/` prefix naming this registry is dropped."""
-        if not isinstance(ref, str) or not ref.strip():
-            raise RollbackError("%s: %r is not an image reference" % (where, ref))
-        ref = ref.strip()
+        ref = check_source_ref(ref, where)
         if ref.startswith(self.host + "/"):
             ref = ref[len(self.host) + 1:]
         return ref
@@ -150,7 +182,7 @@ class Registry:
                     continue
                 if err.code in ok:
                     return err.code, err.headers, err.read()
-                detail = err.read()[:300].decode("utf-8", "replace")
+                detail = redact_text(err.read()[:300].decode("utf-8", "replace"))
                 if err.code == 401:
                     raise RollbackError("registry %s refused %s %s (HTTP 401): check registry_username and "
                                         "registry_password" % (self.base, method, path))
@@ -158,7 +190,8 @@ class Registry:
                                                                                  detail.strip()), status=err.code)
             except (urllib.error.URLError, OSError) as err:
                 raise RollbackError("registry: cannot reach %s (%s); check the registry address, and for a plain HTTP "
-                                    "registry give http:// explicitly" % (self.base, getattr(err, "reason", err)))
+                                    "registry give http:// explicitly"
+                                    % (self.base, redact_text(str(getattr(err, "reason", err)))))
         raise RollbackError("registry %s: still unauthorized after logging in" % self.base)
 
     # ------------------------------------------------------------------ manifests

@@ -58,7 +58,9 @@ options:
     choices: [none, by_image]
     default: none
   wait_timeout:
-    description: Seconds to wait for the recreated containers to be running (and healthy) before putting everything back.
+    description:
+      - Seconds to wait for the recreated containers to be running (and healthy) before putting everything back.
+      - More than 0 and at most a week, as are O(timeout) and O(stop_timeout) (which may be 0).
     type: float
     default: 120
   stop_timeout:
@@ -117,6 +119,13 @@ notes:
     image's default, and the new image's value applies.
   - The registry HTTP API cannot delete a tag; a failed registry move puts back every tag that existed before and
     says which new tags remain.
+  - Every reference, container name, number and address is checked before the engine is asked anything; a bad
+    one fails naming the value and changes nothing. Credentials in O(docker_host) or O(registry) are refused (give
+    O(registry_username) and O(registry_password)) and never shown.
+  - A run stopped by SIGTERM puts the tags and containers back, as after any failure. A run killed outright
+    (SIGKILL, power loss) while recreating leaves the previous container as C(<name>.fleetops-old) and the moved tags
+    with their C(rollback-<time>) tags; the next run changes nothing, says what each container is, and how to keep
+    the replacement or go back.
 seealso:
   - module: fleetops.rollback.restore_point
   - module: fleetops.rollback.health_gate
@@ -196,7 +205,7 @@ containers_state:
 import time
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils import _docker, _registry
+from ansible_collections.fleetops.rollback.plugins.module_utils import _docker, _pip, _registry
 
 
 class ImageRetagModule(ModuleBase):
@@ -218,6 +227,8 @@ class ImageRetagModule(ModuleBase):
     )
 
     def run(self):
+        # A password written into docker_host or registry must not come back in the echoed module arguments.
+        self.module.no_log_values.update(_pip.url_secrets([self.params["docker_host"], self.params["registry"]]))
         started = time.monotonic()
         result = self.retag()
         if result["changed"] and not self.check_mode:
@@ -225,29 +236,40 @@ class ImageRetagModule(ModuleBase):
         return result
 
     def retag(self):
-        if not self.params["repository"]:
+        params = self.params
+        if not params["repository"]:
             raise RollbackError("repository: give at least one target reference, for example [app:latest]")
-        if self.params["registry"]:
+        _docker.check_seconds(params["wait_timeout"], "wait_timeout")
+        _docker.check_seconds(params["timeout"], "timeout")
+        if params["stop_timeout"] is not None:
+            _docker.check_seconds(params["stop_timeout"], "stop_timeout", allow_zero=True)
+        if params["registry"]:
             return self.in_registry()
+        source = _docker.check_source_ref(params["name"], "name")
         targets = []
-        for i, ref in enumerate(self.params["repository"]):
+        for i, ref in enumerate(params["repository"]):
             target = _docker.check_target_ref(ref, "repository[%d]" % i)
             if target not in targets:
                 targets.append(target)
-        if self.params["wait_timeout"] <= 0:
-            raise RollbackError("wait_timeout: %r must be more than 0 seconds" % self.params["wait_timeout"])
-        client = _docker.connect(self.params["docker_host"], self.params["timeout"])
-        source = self.params["name"].strip()
-        source_id = _docker.image_id(client, source)
-        if source_id is None:
-            raise RollbackError("name: the engine has no image %r (tag, id or digest); build, pull or load it first, "
-                                "or name another; nothing was changed" % source, image={"name": source, "id": None})
-        moves = _docker.plan_moves(client, [(ref, source_id) for ref in targets])
-        planned = {_docker.normal_ref(ref): source_id for ref in targets}
-        names = list(self.params["containers"])
-        if self.params["recreate"] == "by_image":
-            names += [n for n in _docker.containers_by_image(client, targets) if n not in names]
-        recreations = _docker.plan_containers(client, names, planned)
+        names = []
+        for i, name in enumerate(params["containers"]):
+            name = _docker.check_container_name(name, "containers[%d]" % i)
+            if name not in names:
+                names.append(name)
+        self.progress.at("connecting to the Docker engine")
+        client = _docker.connect(params["docker_host"], params["timeout"])
+        with _docker.engine_errors("reading images and containers from the engine"):
+            source_id = _docker.image_id(client, source)
+            if source_id is None:
+                raise RollbackError("name: the engine has no image %r (tag, id or digest); build, pull or load it "
+                                    "first, or name another; nothing was changed" % source,
+                                    image={"name": source, "id": None})
+            moves = _docker.plan_moves(client, [(ref, source_id) for ref in targets])
+            planned = {_docker.normal_ref(ref): source_id for ref in targets}
+            if params["recreate"] == "by_image":
+                names += [n for n in _docker.containers_by_image(client, targets) if n not in names]
+            _docker.check_interrupted(client, names, targets)
+            recreations = _docker.plan_containers(client, names, planned)
         result = {"changed": bool(moves or recreations), "image": {"name": source, "id": source_id},
                   "tags": moves, "rollback_tags": [m["rollback_tag"] for m in moves if m["rollback_tag"]],
                   "containers": [self.preview(item) for item in recreations], "leftovers": []}
@@ -257,7 +279,7 @@ class ImageRetagModule(ModuleBase):
                               "after": _docker.diff_text(moves, recreations, after=True)}
         if self.check_mode or not result["changed"]:
             return result
-        done = _docker.execute(client, moves, recreations, self.params["wait_timeout"], self.params["stop_timeout"])
+        done = _docker.execute(client, moves, recreations, params["wait_timeout"], params["stop_timeout"])
         result.update(tags=done["tags"], rollback_tags=done["rollback_tags"], containers=done["containers"],
                       leftovers=done["leftovers"])
         if done["leftovers"]:
@@ -277,7 +299,12 @@ class ImageRetagModule(ModuleBase):
         registry = _registry.Registry(self.params["registry"], self.params["registry_username"],
                                       self.params["registry_password"], self.params["validate_certs"],
                                       self.params["ca_path"], self.params["timeout"])
-        planned = _registry.plan(registry, self.params["name"], self.params["repository"])
+        try:
+            planned = _registry.plan(registry, self.params["name"], self.params["repository"])
+        except RollbackError as err:
+            if "nothing was changed" not in err.msg:
+                err.msg += "; nothing was changed"
+            raise
         moves = [{k: v for k, v in m.items() if not k.startswith("_")} for m in planned["moves"]]
         image = {"name": self.params["name"], "id": planned["digest"], "media_type": planned["media_type"]}
         result = {"changed": bool(moves), "image": image,

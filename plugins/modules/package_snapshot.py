@@ -78,6 +78,12 @@ options:
     description: With O(manager=apt), C(apt-mark hold) the restored packages afterwards.
     type: bool
     default: false
+  dpkg_lock_timeout:
+    description:
+      - With O(manager=apt), seconds to wait for another apt, dpkg or unattended-upgrades run to release the dpkg lock
+        before failing (0 to 3600). The failure names the process holding the lock and changes nothing.
+      - Default 300. Given with O(state=present), it is recorded in the snapshot and used by its restores.
+    type: int
   dest:
     description: With O(state=present), write the snapshot to this file (JSON, mode 0600) instead of a restore point.
     type: path
@@ -250,7 +256,7 @@ midway:
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
 from ansible_collections.fleetops.rollback.plugins.module_utils import _package_snapshot as snapshot
-from ansible_collections.fleetops.rollback.plugins.module_utils import _points
+from ansible_collections.fleetops.rollback.plugins.module_utils import _pip, _points
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store
 
 
@@ -266,6 +272,7 @@ class PackageSnapshotModule(ModuleBase):
         build_isolation=dict(type="bool", default=True),
         names=dict(type="list", elements="str"),
         hold=dict(type="bool", default=False),
+        dpkg_lock_timeout=dict(type="int"),
         dest=dict(type="path"),
         src=dict(type="path"),
         point=dict(type="str", default="known_good"),
@@ -280,6 +287,9 @@ class PackageSnapshotModule(ModuleBase):
 
     def run(self):
         params = self.params
+        # Credentials written into index_url or find_links are refused; they must not come back in the echoed
+        # module arguments of that failure either.
+        self.module.no_log_values.update(_pip.url_secrets([params["index_url"], params["find_links"]]))
         snapshot.check_options(params)
         if params["state"] == "present":
             return self.present(params)

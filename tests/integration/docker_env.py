@@ -288,3 +288,15 @@ class Registry:
         if status != 200:
             return []
         return sorted(json.loads(body).get("tags") or [])
+
+
+def build_unique_image(client, base_id, repo, tag):
+    """An image of its own (the base plus a label no other image has), tagged repo:tag; returns its id.
+
+    Healthy like its base, but deleting or retagging it touches no image another test shares."""
+    with tempfile.TemporaryDirectory(prefix="fleetops-img-") as ctx:
+        with open(os.path.join(ctx, "Dockerfile"), "w", encoding="utf-8") as stream:
+            label = "%s-%s-%d" % (repo.replace("/", "-"), tag, next(COUNTER))
+            stream.write("FROM %s\nLABEL org.fleetops.test.unique=%s\n" % (base_id, label))
+        image, _logs = client.images.build(path=ctx, tag="%s:%s" % (repo, tag), rm=True, forcerm=True)
+    return image.id

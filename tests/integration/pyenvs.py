@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from tools.wheels import corrupt_payload, write_project, write_wheel  # noqa: E402,F401  pylint: disable=unused-import
+from tools.wheels import corrupt_payload, wheel_name, write_project, write_wheel  # noqa: E402,F401  pylint: disable=unused-import
 
 # Base interpreter of the test runner's own venv, so test venvs do not nest.
 BASE_PYTHON = getattr(sys, "_base_executable", None) or sys.executable
