@@ -12,9 +12,11 @@ from __future__ import annotations
 import errno
 import math
 import os
+import re
 import shutil
 import signal
 import traceback
+from urllib.parse import unquote
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -30,8 +32,35 @@ STORE_ARGUMENT_SPEC = dict(
 SECRET_OPTION_NAMES = ("login_password", "password")
 
 
+_URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://([^/@\s]+)@")
+
+
+def url_credentials(value):
+    """The credentials written into any URL inside value (strings, lists, dicts, at any depth): the whole
+    user:password (or token) part, the password alone and its percent-decoded form, for a module's no_log_values so
+    that neither a result nor the echoed arguments show them."""
+    found = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, str) and "@" in item:
+            for match in _URL_USERINFO.finditer(item):
+                userinfo = match.group(1)
+                found.add(userinfo)
+                password = userinfo.partition(":")[2]
+                found.update((password, unquote(password)))
+    # The user:password part is masked whole; a value shorter than 4 characters alone would mask every such
+    # sequence in the output (Ansible masks no_log values wherever they occur).
+    return {secret for secret in found if len(secret) >= 4 or ":" in secret}
+
+
 def hide_secrets(module, value):
-    """Mark every value under a password-named key of a free-form option (such as `components`) no_log."""
+    """Mark no_log every value under a password-named key of a free-form option (such as `components`), and every
+    credential written into a URL in it."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -43,6 +72,7 @@ def hide_secrets(module, value):
                     stack.append(sub)
         elif isinstance(item, list):
             stack.extend(item)
+    module.no_log_values.update(url_credentials(value))
 
 
 class RollbackError(Exception):

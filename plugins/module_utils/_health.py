@@ -329,25 +329,6 @@ def _redact_url(url):
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def hide_url_secrets(data):
-    """The passwords (user:password@) of every URL under `url` keys in `data`, for the module's no_log values."""
-    found, stack = set(), [data]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key, value in item.items():
-                if key in ("url", "prometheus_url") and isinstance(value, str) and "@" in value:
-                    authority = value.partition("://")[2].partition("/")[0].rpartition("@")[0]
-                    password = authority.partition(":")[2]
-                    if password:
-                        found.update((password, urllib.parse.unquote(password)))
-                else:
-                    stack.append(value)
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-    return found
-
-
 _OPENERS = {}
 _OPENERS_LOCK = threading.Lock()
 

@@ -135,26 +135,6 @@ def redact_url(text):
     return _CREDENTIALS.sub(r"\1****@", text or "")
 
 
-def url_secrets(value):
-    """The credentials written into any URL inside value (strings, lists, dicts): the password, and the whole
-    user:password or token part, for a module to add to no_log_values so its result never echoes them."""
-    found = set()
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-        elif isinstance(item, str):
-            for match in re.finditer(r"\w+://([^/@\s]+)@", item):
-                userinfo = match.group(1)
-                found.add(userinfo)
-                if ":" in userinfo:
-                    found.add(userinfo.split(":", 1)[1])
-    return {secret for secret in found if secret}
-
-
 def shown(value):
     """A value as a message shows it: its repr, with URL credentials and secret-looking text masked."""
     return redact_url(redact_text(repr(value)))

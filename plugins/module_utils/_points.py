@@ -16,7 +16,7 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._common import (
     HOST_UNTOUCHED, PROGRESS, RollbackError, check_program, describe_os_error)
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import canonical_json, sha256_bytes
 from ansible_collections.fleetops.rollback.plugins.module_utils._commands import command_output, show_command
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import MANIFEST_FORMAT, actor, machine_id, utc_now
+from ansible_collections.fleetops.rollback.plugins.module_utils._store import MANIFEST_FORMAT, actor, is_id, machine_id, utc_now
 
 
 def _load_component(name):
@@ -170,6 +170,27 @@ def _preview_capture(store, components, label, status, kind):
     return {"changed": _promotes(store, existing, status), "point": summary(existing), "reused": True}
 
 
+LABEL_LIMIT = 200
+RESERVED_REFS = ("known_good", "latest_safety")
+
+
+def check_label(label):
+    """A label a point can be found by later: text of at most 200 characters, no control characters or '/', and not
+    a word or an id that `point` reads otherwise (it would never resolve to this point)."""
+    if label is None:
+        return None
+    if not isinstance(label, str) or not label.strip() or label != label.strip():
+        raise RollbackError("label: %r is not a label; give text such as release-42 (no leading or trailing spaces)"
+                            % (label,))
+    if len(label) > LABEL_LIMIT or any(ord(c) < 32 or ord(c) == 127 for c in label) or "/" in label:
+        raise RollbackError("label: %r is not a label; give at most %d characters without control characters or '/'"
+                            % (label[:80], LABEL_LIMIT))
+    if label in RESERVED_REFS or is_id(label):
+        raise RollbackError("label: %r is read as a point reference, not a label; choose another label, such as "
+                            "release-42" % label)
+    return label
+
+
 def capture(store, components, label=None, status="candidate", kind="capture", check=False, safety_for=None,
             audit=None, over_interrupted=None):
     """Capture a point. With a label whose newest point holds the same state, reuse that point.
@@ -182,6 +203,7 @@ def capture(store, components, label=None, status="candidate", kind="capture", c
     `over_interrupted` (a safety point taken while an earlier rollback was left unfinished) names the earlier
     run's safety point: this one holds a mixed state, and `latest_safety` never names it."""
     if kind != "safety":
+        check_label(label)
         preflight(components)
     if check:
         return _preview_capture(store, components, label, status, kind)

@@ -478,13 +478,12 @@ samples:
           detail: "GET http://127.0.0.1:8080/health: status 200 in 0.003s"
 """
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError, url_credentials
 from ansible_collections.fleetops.rollback.plugins.module_utils._health import (
     CHECK_OPTIONS,
     HEALTHY,
     HealthInputError,
     failure_message,
-    hide_url_secrets,
     parse_policy,
     parse_targets,
     poll,
@@ -514,7 +513,7 @@ class HealthGate(ModuleBase):
     def run(self):
         params = self.params
         # A password in a URL is refused below, but the task's arguments are echoed back: hide it there too.
-        self.module.no_log_values.update(hide_url_secrets([params["checks"], params["targets"]]))
+        self.module.no_log_values.update(url_credentials([params["checks"], params["targets"]]))
         try:
             policy = parse_policy(interval=params["interval"], timeout=params["timeout"],
                                   successes=params["successes"], failures=params["failures"])

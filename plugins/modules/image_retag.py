@@ -204,8 +204,8 @@ containers_state:
 
 import time
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils import _docker, _pip, _registry
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError, url_credentials
+from ansible_collections.fleetops.rollback.plugins.module_utils import _docker, _registry
 
 
 class ImageRetagModule(ModuleBase):
@@ -228,7 +228,7 @@ class ImageRetagModule(ModuleBase):
 
     def run(self):
         # A password written into docker_host or registry must not come back in the echoed module arguments.
-        self.module.no_log_values.update(_pip.url_secrets([self.params["docker_host"], self.params["registry"]]))
+        self.module.no_log_values.update(url_credentials([self.params["docker_host"], self.params["registry"]]))
         started = time.monotonic()
         result = self.retag()
         if result["changed"] and not self.check_mode:

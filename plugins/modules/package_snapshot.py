@@ -254,9 +254,9 @@ midway:
   elements: str
 """
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError, url_credentials
 from ansible_collections.fleetops.rollback.plugins.module_utils import _package_snapshot as snapshot
-from ansible_collections.fleetops.rollback.plugins.module_utils import _pip, _points
+from ansible_collections.fleetops.rollback.plugins.module_utils import _points
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store
 
 
@@ -289,7 +289,7 @@ class PackageSnapshotModule(ModuleBase):
         params = self.params
         # Credentials written into index_url or find_links are refused; they must not come back in the echoed
         # module arguments of that failure either.
-        self.module.no_log_values.update(_pip.url_secrets([params["index_url"], params["find_links"]]))
+        self.module.no_log_values.update(url_credentials([params["index_url"], params["find_links"]]))
         snapshot.check_options(params)
         if params["state"] == "present":
             return self.present(params)

@@ -57,9 +57,10 @@ options:
       - "C(packages) is V({pip: [...], apt: {...}}). Each C(pip) entry is one environment: C(virtualenv) (or
         C(executable), a python or pip), C(find_links) and/or C(index_url) (where a restore finds the exact versions),
         C(prune_extra) (default true: remove what the point does not have), C(build_isolation), C(use_pip_config)
-        (default false: pip config files and C(PIP_*) are ignored). C(apt) is V({names, hold, prune_extra}): the
-        Debian packages whose versions are pinned, whether to C(apt-mark hold) them after a restore (default false),
-        and whether a named package not installed at capture is removed (default true). Restores use one pip call and
+        (default false: pip config files and C(PIP_*) are ignored). C(apt) is V({names, hold, prune_extra,
+        dpkg_lock_timeout}): the Debian packages whose versions are pinned, whether to C(apt-mark hold) them after a
+        restore (default false), whether a named package not installed at capture is removed (default true), and how
+        many seconds to wait for another process's dpkg lock (0 to 3600, default 300). Restores use one pip call and
         one apt-get call; see M(fleetops.rollback.package_snapshot) for the details."
       - "C(database) is a PostgreSQL database dumped into the point's C(dumps/<id>/): V({db, login_host, port,
         login_user, login_password, login_unix_socket, maintenance_db, bin_dir, format, jobs, compress, schemas,

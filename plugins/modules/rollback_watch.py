@@ -312,8 +312,8 @@ history:
   elements: dict
 """
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._health import CHECK_OPTIONS, hide_url_secrets
+from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError, url_credentials
+from ansible_collections.fleetops.rollback.plugins.module_utils._health import CHECK_OPTIONS
 from ansible_collections.fleetops.rollback.plugins.module_utils._watch import ON_EMPTY, Watch, WatchInputError
 
 
@@ -341,7 +341,7 @@ class RollbackWatch(ModuleBase):
     def run(self):
         p = self.params
         urls = {"prometheus_url": p["prometheus_url"], "targets": p["targets"]}
-        self.module.no_log_values.update(hide_url_secrets(urls))
+        self.module.no_log_values.update(url_credentials(urls))
         try:
             watch = Watch(queries=p["queries"], prometheus_url=p["prometheus_url"],
                           prometheus_headers=p["prometheus_headers"], validate_certs=p["validate_certs"],

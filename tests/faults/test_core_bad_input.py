@@ -208,6 +208,14 @@ def test_restore_point_capture_refuses_bad_specs_and_writes_nothing(scene, case)
 
 
 OTHER_CASES = {
+    "label-with-nul": ("restore_point", {"label": "a\x00b", "components": "host"}, "label"),
+    "label-with-newline": ("restore_point", {"label": "release\n42", "components": "host"}, "label"),
+    "label-with-slash": ("restore_point", {"label": "release/42", "components": "host"}, "release/42"),
+    "label-reserved-word": ("restore_point", {"label": "latest_safety", "components": "host"}, "latest_safety"),
+    "label-shaped-like-an-id": ("restore_point", {"label": "20261201T101500.123456Z-a1b2", "components": "host"},
+                                "20261201T101500.123456Z-a1b2"),
+    "label-too-long": ("restore_point", {"label": "r" * 300, "components": "host"}, "at most 200"),
+    "label-blank": ("config_snapshot", {"label": "  ", "paths": ["/etc/hostname"]}, "label"),
     "mark-without-status": ("restore_point", {"point": "good"}, "without status"),
     "capture-as-bad": ("restore_point", {"status": "bad", "components": None}, "cannot be captured as bad"),
     "prune-negative-keep": ("restore_point", {"state": "absent", "keep": -1}, "-1"),
@@ -233,7 +241,8 @@ OTHER_CASES = {
 def test_other_bad_input_of_the_store_modules(scene, case):
     module, args, needle = OTHER_CASES[case]
     args = {k: v for k, v in args.items() if v is not None}
-    if module == "restore_point" and args.get("status") == "bad" and "point" not in args:
+    if args.get("components") == "host" or (module == "restore_point" and args.get("status") == "bad"
+                                             and "point" not in args):
         args["components"] = scene.host.components()
     scene.host.break_it()
     check(scene, module, dict(args, store_path=scene.host.store), needle)
