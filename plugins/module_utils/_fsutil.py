@@ -11,6 +11,8 @@ import os
 import stat
 import tempfile
 
+from ansible_collections.fleetops.rollback.plugins.module_utils._pathkind import kind_of
+
 CHUNK = 1024 * 1024
 
 
@@ -79,15 +81,6 @@ def append_line(path, line, mode=0o600):
         os.close(fd)
 
 
-def _kind(mode):
-    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
-        if test(mode):
-            return name
-    return "a special file"
-
-
 def describe_path(path):
     """What is at a path, in words, for messages that refuse to touch it."""
     try:
@@ -96,7 +89,7 @@ def describe_path(path):
         return "nothing"
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink(path)
-        return "a symlink to %s%s" % (target, "" if os.path.exists(path) else " (dangling)")
+        return "a symbolic link to %s%s" % (target, "" if os.path.exists(path) else " (dangling)")
     if stat.S_ISDIR(st.st_mode):
         names = sorted(os.listdir(path))
         shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
@@ -104,7 +97,7 @@ def describe_path(path):
             if names else "an empty directory"
     if stat.S_ISREG(st.st_mode):
         return "a regular file of %d bytes" % st.st_size
-    return _kind(st.st_mode)
+    return kind_of(st.st_mode)
 
 
 def free_bytes(path):

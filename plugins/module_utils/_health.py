@@ -37,6 +37,8 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import Future
 
+from ansible_collections.fleetops.rollback.plugins.module_utils._pathkind import kind_of
+
 HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
 TIMEOUT = "timeout"
@@ -757,14 +759,6 @@ def parse_policy(interval=1.0, timeout=60.0, successes=3, failures=3):
     )
 
 
-def _kind(mode):
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def _check_program(program, where):
     """An absolute program path that exists must be a regular file (a FIFO or a device would never run, and a
     directory or a dangling link is a typo); a missing one with a space in it is a shell line given as a program.
@@ -785,7 +779,7 @@ def _check_program(program, where):
         raise HealthInputError("%s: %s cannot be read: %s" % (where, _show(program), err.strerror or err)) from None
     if not stat.S_ISREG(mode):
         raise HealthInputError("%s: %s is %s, not a program; give the path of an executable file"
-                               % (where, _show(program), _kind(mode)))
+                               % (where, _show(program), kind_of(mode)))
 
 
 def parse_check(raw, where):

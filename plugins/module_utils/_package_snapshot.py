@@ -16,6 +16,7 @@ import time
 from ansible_collections.fleetops.rollback.plugins.module_utils import _apt, _pins, _pip, _points
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import atomic_write
+from ansible_collections.fleetops.rollback.plugins.module_utils._pathkind import kind_of
 
 FORMAT = "fleetops.rollback/package_snapshot/1"
 COMPONENT = _points.COMPONENTS["packages"]
@@ -98,16 +99,8 @@ def regular_file(option, path, what):
         raise RollbackError("%s: %r %s; give %s" % (option, path, "does not exist" if err.errno == errno.ENOENT
                                                     else "cannot be read (%s)" % err.strerror, what))
     if not stat.S_ISREG(st.st_mode):
-        raise RollbackError("%s: %r is %s, not a regular file; give %s" % (option, path, _file_kind(st), what))
+        raise RollbackError("%s: %r is %s, not a regular file; give %s" % (option, path, kind_of(st.st_mode), what))
     return path
-
-
-def _file_kind(st):
-    for test, word in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
-        if test(st.st_mode):
-            return word
-    return "something else"
 
 
 def write_snapshot(dest, record, manager, check=False):

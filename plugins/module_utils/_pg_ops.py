@@ -47,6 +47,7 @@ import time
 from ansible_collections.fleetops.rollback.plugins.module_utils import _pg, _pg_toc
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import (
     PROGRESS, RollbackError, Terminated, check_path, describe_os_error)
+from ansible_collections.fleetops.rollback.plugins.module_utils._pathkind import kind_of
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import (
     atomic_write, fsync_dir, sha256_bytes, sha256_file)
@@ -94,11 +95,6 @@ class DumpFiles:
 
 
 # ---------------------------------------------------------------------- what is at a path
-_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a file"))
-
-
 def describe_entry(path, st=None):
     """What is at path, in words (None when nothing is): 'a FIFO (named pipe)', 'a symbolic link to ...'."""
     if st is None:
@@ -106,13 +102,10 @@ def describe_entry(path, st=None):
             st = os.lstat(path)
         except FileNotFoundError:
             return None
-    for test, words in _KINDS:
-        if test(st.st_mode):
-            if words == "a symbolic link":
-                target = os.readlink(path)
-                return "a symbolic link to %r%s" % (target, "" if os.path.exists(path) else " (dangling)")
-            return words
-    return "an unknown kind of file"
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(path)
+        return "a symbolic link to %r%s" % (target, "" if os.path.exists(path) else " (dangling)")
+    return kind_of(st.st_mode)
 
 
 def _names(names, limit=3):
@@ -190,7 +183,7 @@ def check_output(option, value, fmt):
         raise RollbackError("%s: %s is %s, not a dump; this collection writes dumps only to real paths: give a new "
                             "path (nothing was changed)" % (option, path, describe_entry(path, st)), **{option: path})
     if st is not None and stat.S_ISREG(st.st_mode) and (meta is None or meta["format"] != "custom"):
-        raise _foreign(option, path, "a file (%d bytes, with no dump description %s beside it)"
+        raise _foreign(option, path, "a regular file (%d bytes, with no dump description %s beside it)"
                        % (st.st_size, os.path.basename(files.meta)))
     if st is not None and stat.S_ISDIR(st.st_mode):
         entries = sorted(os.listdir(path))
@@ -208,7 +201,7 @@ def check_output(option, value, fmt):
         what = describe_entry(side)
         if what is None:
             continue
-        if what != "a file":
+        if what != "a regular file":
             raise RollbackError("%s: %s is %s where this collection keeps a dump's %s; remove it or give another "
                                 "path (nothing was changed)" % (option, side, what, side[len(path):]),
                                 **{option: path})
@@ -229,7 +222,7 @@ def check_input(option, value):
         hint = "" if os.path.isdir(parent) else " (its directory %s does not exist either)" % parent
         raise RollbackError("%s: %s does not exist%s; give the path of a dump written by fleetops.rollback.pg_dump "
                             "(nothing was changed)" % (option, path, hint), **{option: path})
-    if what not in ("a file", "a directory"):
+    if what not in ("a regular file", "a directory"):
         raise RollbackError("%s: %s is %s, not a dump; give the dump's own path (its .sha256 and .meta.json are "
                             "beside it) (nothing was changed)" % (option, path, what), **{option: path})
     return DumpFiles(path)
@@ -443,11 +436,11 @@ def check_dump(files, expected_sha=None):
     if not files.exists():
         raise RollbackError("src: %s does not exist; nothing was changed" % files.path, src=files.path)
     what = describe_entry(files.path)
-    if what not in ("a file", "a directory"):
+    if what not in ("a regular file", "a directory"):
         raise RollbackError("src: %s is %s, not a dump; nothing was changed" % (files.path, what), src=files.path)
     for side in (files.meta, files.sha, files.manifest, files.marker, files.restoring):
         what = describe_entry(side)
-        if what not in (None, "a file"):
+        if what not in (None, "a regular file"):
             # Reading a FIFO would hang, a link may point anywhere: only this collection's own files are read.
             raise RollbackError("src: %s is %s, not the dump's %s file; nothing was changed"
                                 % (side, what, side[len(files.path) + 1:]), src=files.path)

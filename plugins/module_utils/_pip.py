@@ -39,6 +39,7 @@ import subprocess
 import tempfile
 import zipfile
 
+from ansible_collections.fleetops.rollback.plugins.module_utils._pathkind import kind_of
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import PROGRESS, RollbackError, Terminated
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 
@@ -222,11 +223,7 @@ def _kind(path):
         st = os.stat(path)
     if stat.S_ISDIR(st.st_mode):
         return None
-    for test, word in ((stat.S_ISREG, "a file"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
-        if test(st.st_mode):
-            return "is %s, not a directory" % word
-    return "is not a directory"
+    return "is %s, not a directory" % kind_of(st.st_mode)
 
 
 def check_abs(value, where, what):

@@ -64,7 +64,7 @@ STORE_PATHS = {
     "char-device": lambda s: ("/dev/null", "a character device"),
     "dangling-link": lambda s: (s.dangling, "dangling"),
     "foreign-directory": lambda s: (s.foreign, "2 entries"),
-    "link-to-foreign-directory": lambda s: (s.link_to_foreign, "a symlink to"),
+    "link-to-foreign-directory": lambda s: (s.link_to_foreign, "a symbolic link to"),
     "dot-dot-to-a-foreign-directory": lambda s: (s.host.root + "/..", "not a restore point store"),
     "under-a-file": lambda s: (s.host.env_file + "/store", "not a directory"),
 }
