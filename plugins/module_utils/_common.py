@@ -187,22 +187,15 @@ class ModuleBase:
         self.diff_mode = self.module._diff
         self.progress = PROGRESS
 
-    @staticmethod
-    def _fail_unparsed(spec, err):
-        import json  # pylint: disable=import-outside-toplevel
-        import sys  # pylint: disable=import-outside-toplevel
-        from ansible.module_utils.basic import _load_params  # pylint: disable=import-outside-toplevel
-        try:
-            given = _load_params()
-        except (SystemExit, Exception):  # pylint: disable=broad-except
-            given = {}
-        suspects = sorted(name for name, value in given.items()
-                          if name in spec and isinstance(value, int) and not isinstance(value, bool)
-                          and abs(value) > 2 ** 63)
-        print(json.dumps({"failed": True, "msg": "the task's arguments could not be read: %s (%s)%s; give values in "
-                          "range" % (type(err).__name__, err, "; out of range: %s" % ", ".join(suspects)
-                                     if suspects else "")}))
-        sys.exit(1)
+    def _fail_unparsed(self, spec, err):
+        """Read the arguments again with every number option untyped, and fail naming the ones out of range."""
+        numbers = [name for name, option in spec.items() if option.get("type") in ("int", "float")]
+        relaxed = {name: dict(option, type="raw") if name in numbers else option for name, option in spec.items()}
+        self.module = AnsibleModule(argument_spec=relaxed, supports_check_mode=True, **self.module_kwargs)
+        suspects = [name for name in numbers if isinstance(self.module.params.get(name), int)
+                    and not isinstance(self.module.params.get(name), bool) and abs(self.module.params[name]) > 2 ** 63]
+        self.module.fail_json(msg="the task's arguments could not be read: %s (%s)%s; give values in range"
+                              % (type(err).__name__, err, "; out of range: %s" % ", ".join(suspects) if suspects else ""))
 
     def run(self):
         raise NotImplementedError

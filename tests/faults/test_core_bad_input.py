@@ -241,8 +241,8 @@ OTHER_CASES = {
 def test_other_bad_input_of_the_store_modules(scene, case):
     module, args, needle = OTHER_CASES[case]
     args = {k: v for k, v in args.items() if v is not None}
-    if args.get("components") == "host" or (module == "restore_point" and args.get("status") == "bad"
-                                             and "point" not in args):
+    bad_capture = module == "restore_point" and args.get("status") == "bad" and "point" not in args
+    if args.get("components") == "host" or bad_capture:
         args["components"] = scene.host.components()
     scene.host.break_it()
     check(scene, module, dict(args, store_path=scene.host.store), needle)
