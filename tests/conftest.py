@@ -11,3 +11,14 @@ if not os.path.islink(LINK):
     os.symlink("../../..", LINK)
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
+
+# Property tests draw the same examples on every run (a red CI run always means a change broke something, never a new
+# draw); FLEETOPS_HYPOTHESIS=explore draws new ones, for a search by hand.
+try:
+    from hypothesis import settings as _hypothesis_settings
+except ImportError:  # pragma: no cover - hypothesis is in requirements.txt
+    _hypothesis_settings = None
+if _hypothesis_settings is not None:
+    _hypothesis_settings.register_profile("ci", derandomize=True)
+    _hypothesis_settings.register_profile("explore", derandomize=False)
+    _hypothesis_settings.load_profile(os.environ.get("FLEETOPS_HYPOTHESIS", "ci"))

@@ -98,9 +98,9 @@ ASSIGNMENT = re.compile(r"^(?P<lead>\s*(?:-\s+)?(?:(?:export|declare|typeset|loc
 # "key": value anywhere (one-line JSON, inline YAML maps, Python reprs).
 QUOTED_PAIR = re.compile(r"(?P<q>[\"'])(?P<key>[A-Za-z_$@][A-Za-z0-9_.\-@$]*)(?P=q)\s*[:=]\s*")
 # "KEY=value" in quotes anywhere (systemd Environment=, docker-compose lists, argv items).
-QUOTED_ASSIGN = re.compile(r"(?P<q>[\"'])(?P<key>" + _KEY + r")\s*=(?!=)")
+QUOTED_ASSIGN = re.compile(r"(?P<q>[\"'])(?P<key>" + _KEY + r")\s*=")
 # KEY=value anywhere: command lines, --password=x, query strings, log and error messages.
-INLINE_PAIR = re.compile(r"(?<![A-Za-z0-9_.])(?P<key>" + _KEY + r")\s*=(?!=)\s*")
+INLINE_PAIR = re.compile(r"(?<![A-Za-z0-9_.])(?P<key>" + _KEY + r")\s*=\s*")
 # key: value anywhere; with an opening quote before the key the value runs to the closing one
 # ('Authorization: Bearer x' in curl -H, a header in a list).
 HEADER = re.compile(r"(?<![A-Za-z0-9_.\-])(?P<open>[\"']?)(?P<key>" + _KEY + r")\s*:(?![:/])\s*")
@@ -221,7 +221,15 @@ def _container(line, start, depth, stack=None):
 def _inline_container(line, start):
     """Spans of the scalars of a collection that starts at `start`; all the rest of the line if it stays open."""
     spans, close, _depth, _stack = _container(line, start, 0)
-    return spans if close >= 0 else [(start + 1, len(line))]
+    if close < 0:
+        return [(start + 1, len(line))]
+    if close < len(line) and line[close] not in " \t,;}])\"'#&":
+        # "[]00": brackets that open a value without making it a collection; the whole word is the value.
+        token_end = close
+        while token_end < len(line) and line[token_end] not in " \t":
+            token_end += 1
+        return [(start, token_end)]
+    return spans
 
 
 def _exempt(key, value, directive):
