@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.join(ROOT, ".collections"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
 import pyenvs  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.fleetops.rollback.plugins.module_utils import _package_snapshot  # noqa: E402
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import package_snapshot as _package_snapshot  # noqa: E402
 
 MODULE_DEFAULTS = {"manager": "pip", "state": "restored", "executable": None, "index_url": None, "use_pip_config": False,
                    "build_isolation": True, "names": None, "hold": False, "dest": None, "only": None,

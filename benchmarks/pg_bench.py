@@ -37,7 +37,8 @@ sys.path.insert(0, os.path.join(ROOT, ".collections"))
 
 from postgres.cluster import PASSWORD, ROLE, PgCluster  # noqa: E402
 from playbook_runner import local_inventory, run_playbook  # noqa: E402
-from ansible_collections.fleetops.rollback.plugins.module_utils import _pg, _pg_ops  # noqa: E402
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg as _pg
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg_ops as _pg_ops  # noqa: E402
 
 
 def timed(fn):

@@ -77,8 +77,8 @@ reused:
 """
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase
-from ansible_collections.fleetops.rollback.plugins.module_utils import _points
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store
+from ansible_collections.fleetops.rollback.plugins.module_utils._store import points as _points
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
 
 
 class ConfigSnapshotModule(ModuleBase):

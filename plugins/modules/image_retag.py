@@ -205,7 +205,8 @@ containers_state:
 import time
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError, url_credentials
-from ansible_collections.fleetops.rollback.plugins.module_utils import _docker, _registry
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import docker as _docker
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import docker_registry as _registry
 
 
 class ImageRetagModule(ModuleBase):

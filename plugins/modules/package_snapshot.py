@@ -255,9 +255,9 @@ midway:
 """
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError, url_credentials
-from ansible_collections.fleetops.rollback.plugins.module_utils import _package_snapshot as snapshot
-from ansible_collections.fleetops.rollback.plugins.module_utils import _points
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import package_snapshot as snapshot
+from ansible_collections.fleetops.rollback.plugins.module_utils._store import points as _points
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
 
 
 class PackageSnapshotModule(ModuleBase):

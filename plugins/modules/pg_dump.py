@@ -182,7 +182,8 @@ estimated_rows:
 """
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils import _pg, _pg_ops
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg as _pg
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg_ops as _pg_ops
 
 
 class PgDumpModule(ModuleBase):

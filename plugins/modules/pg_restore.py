@@ -182,8 +182,9 @@ verify:
 import os
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils import _pg, _pg_ops
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import utc_now
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg as _pg
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg_ops as _pg_ops
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import utc_now
 
 
 def restore_diff(plan):

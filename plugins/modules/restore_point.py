@@ -277,8 +277,8 @@ component_state:
 """
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError, hide_secrets
-from ansible_collections.fleetops.rollback.plugins.module_utils import _points
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store
+from ansible_collections.fleetops.rollback.plugins.module_utils._store import points as _points
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
 
 
 class RestorePointModule(ModuleBase):

@@ -106,9 +106,9 @@ interrupted_rollback:
 """
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._points import summary
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.points import summary
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import short_digest, shorten_digests
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store, blob_refs
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store, blob_refs
 
 
 class RestorePointInfoModule(ModuleBase):

@@ -132,7 +132,7 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._common import (
 )
 from ansible_collections.fleetops.rollback.plugins.module_utils._pathkind import directory_problem
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_data, sanitize, secret_values
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store, actor, utc_now
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store, actor, utc_now
 
 ERROR_LIMIT = 2000
 NAME_LIMIT = 200

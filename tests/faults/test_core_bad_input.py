@@ -8,8 +8,8 @@ import pytest
 from conftest import SECRET
 from harness import assert_clear_failure, changed_entries, run_module, tree_state
 
-from ansible_collections.fleetops.rollback.plugins.module_utils import _points
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store
+from ansible_collections.fleetops.rollback.plugins.module_utils._store import points as _points
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
 
 
 class Scene:

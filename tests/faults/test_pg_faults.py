@@ -240,7 +240,8 @@ def test_killed_while_moving_the_dump_into_place(pg_database, tmp_path):  # noqa
     script = """
 import json, os, signal, sys
 sys.path.insert(0, %r)
-from ansible_collections.fleetops.rollback.plugins.module_utils import _pg, _pg_ops
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg as _pg
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg_ops as _pg_ops
 renames = []
 real = os.rename
 def rename(src, dst):

@@ -411,7 +411,7 @@ def test_a_point_written_by_a_newer_version_is_refused(fault_host):
     # Sealed again, as a newer version would have written it.
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                     ".collections"))
-    from ansible_collections.fleetops.rollback.plugins.module_utils._store import seal  # noqa: E402
+    from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import seal  # noqa: E402
     from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import canonical_json  # noqa: E402
     with open(path, "wb") as stream:
         stream.write(canonical_json(seal(manifest)))

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
 
 import docker_env
 

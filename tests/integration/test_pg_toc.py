@@ -9,7 +9,9 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 
-from ansible_collections.fleetops.rollback.plugins.module_utils import _pg, _pg_ops, _pg_toc  # noqa: E402
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg as _pg
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg_ops as _pg_ops
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg_toc as _pg_toc  # noqa: E402
 from postgres.cluster import ROLE  # noqa: E402
 
 AWKWARD = """

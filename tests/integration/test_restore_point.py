@@ -260,7 +260,7 @@ def test_failure_midway_leaves_the_pre_rollback_state(host, one_host, playbook, 
 LOCK_HOLDER = """
 import sys, time
 sys.path.insert(0, sys.argv[2])
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
 lock = Store(sys.argv[1]).lock(owner="drill-holder")
 lock.acquire()
 print("held", flush=True)

@@ -8,7 +8,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 
 from tools import fleet as local_fleet  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store  # noqa: E402
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store  # noqa: E402
 
 PLAYBOOKS = os.path.join(ROOT, "playbooks")
 

@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._config_component import (
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.config import (
     STAGE_PREFIX, ConfigComponent)
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import REDACTED
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
 from tree_listing import listing  # noqa: E402  (tests/unit is on sys.path under pytest)
 
 NOBODY = 65534

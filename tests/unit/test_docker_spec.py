@@ -9,10 +9,10 @@ from datetime import datetime, timezone
 import pytest
 from hypothesis import given, strategies as st
 
-from ansible_collections.fleetops.rollback.plugins.module_utils import _docker
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import docker as _docker
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._images_component import ImagesComponent
-from ansible_collections.fleetops.rollback.plugins.module_utils._registry import registry_url
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.images import ImagesComponent
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends.docker_registry import registry_url
 
 # ---------------------------------------------------------------------------------------- references
 

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from ansible_collections.fleetops.rollback.plugins.module_utils import _lock
+from ansible_collections.fleetops.rollback.plugins.module_utils._store import lock as _lock
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._lock import StoreLock
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.lock import StoreLock
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIONS = os.path.join(ROOT, ".collections")
@@ -25,7 +25,7 @@ COLLECTIONS = os.path.join(ROOT, ".collections")
 #   spawn     start a long-lived grandchild with close_fds=False, print its pid, then wait forever
 HOLDER = r"""
 import subprocess, sys, time
-from ansible_collections.fleetops.rollback.plugins.module_utils._lock import StoreLock
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.lock import StoreLock
 path, owner, mode = sys.argv[1:4]
 lock = StoreLock(path, owner=owner).acquire()
 print("locked", flush=True)

@@ -6,10 +6,11 @@ import zipfile
 
 import pytest
 
-from ansible_collections.fleetops.rollback.plugins.module_utils import _apt, _pip
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import apt as _apt
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pip as _pip
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._packages_component import PackagesComponent
-from ansible_collections.fleetops.rollback.plugins.module_utils._points import COMPONENTS, ORDER
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.packages import PackagesComponent
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.points import COMPONENTS, ORDER
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from tools.wheels import write_wheel  # noqa: E402

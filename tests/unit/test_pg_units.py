@@ -6,10 +6,11 @@ import sys
 
 import pytest
 
-from ansible_collections.fleetops.rollback.plugins.module_utils import _pg, _pg_ops
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg as _pg
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg_ops as _pg_ops
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._database_component import DatabaseComponent
-from ansible_collections.fleetops.rollback.plugins.module_utils._migrations_component import MigrationsComponent
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.database import DatabaseComponent
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.migrations import MigrationsComponent
 
 
 def test_passfile_and_conninfo_escaping():

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.fleetops.rollback.plugins.module_utils import _pins
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pins as _pins
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
 
 SNAPSHOT = {

@@ -5,10 +5,10 @@ import shutil
 
 import pytest
 
-from ansible_collections.fleetops.rollback.plugins.module_utils import _points
+from ansible_collections.fleetops.rollback.plugins.module_utils._store import points as _points
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import sha256_bytes
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
 from tree_listing import listing  # noqa: E402  (tests/unit is on sys.path under pytest)
 
 NOBODY = 65534

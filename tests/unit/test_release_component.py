@@ -6,8 +6,8 @@ import threading
 import pytest
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._release_component import ReleaseComponent
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.release import ReleaseComponent
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
 
 RELEASE = ReleaseComponent()
 

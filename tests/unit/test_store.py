@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.fleetops.rollback.plugins.module_utils import _store
+from ansible_collections.fleetops.rollback.plugins.module_utils._store import store as _store
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import Store
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -20,7 +20,7 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._common import R
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import CHUNK, describe_path, fsync_dir, sha256_file
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import (
     TEXT_LIMIT, is_secret_file, printable_text, redact_pair, short_digest)
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import STAGE_PREFIX
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import STAGE_PREFIX
 
 
 def _mode(value):

@@ -12,7 +12,7 @@ until their replacements are running and healthy, and everything is put back if 
 
 from __future__ import annotations
 
-from ansible_collections.fleetops.rollback.plugins.module_utils import _docker
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import docker as _docker
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
 
 DEFAULT_WAIT = 120.0

@@ -44,14 +44,15 @@ import stat
 import threading
 import time
 
-from ansible_collections.fleetops.rollback.plugins.module_utils import _pg, _pg_toc
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg as _pg
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg_toc as _pg_toc
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import (
     PROGRESS, RollbackError, Terminated, check_path, describe_os_error)
 from ansible_collections.fleetops.rollback.plugins.module_utils._pathkind import kind_of
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import (
     atomic_write, fsync_dir, sha256_bytes, sha256_file)
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import utc_now
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import utc_now
 
 FORMATS = ("custom", "directory")
 MODES = ("clean", "recreate")

@@ -9,7 +9,7 @@ import os
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._commands import run_validate, show_command
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path
-from ansible_collections.fleetops.rollback.plugins.module_utils._config_component import validate_argv
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.config import validate_argv
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import fsync_dir
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.fleetops.rollback.plugins.module_utils import _pg, _pg_ops
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg as _pg
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg_ops as _pg_ops
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
 
 CONN_DEFAULTS = dict(login_host="", port=5432, login_user="postgres", login_unix_socket="", maintenance_db="postgres",

@@ -13,7 +13,10 @@ import re
 import stat
 import time
 
-from ansible_collections.fleetops.rollback.plugins.module_utils import _apt, _pins, _pip, _points
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import apt as _apt
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pins as _pins
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pip as _pip
+from ansible_collections.fleetops.rollback.plugins.module_utils._store import points as _points
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import atomic_write
 from ansible_collections.fleetops.rollback.plugins.module_utils._pathkind import kind_of

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.fleetops.rollback.plugins.module_utils import _apt, _pip
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import apt as _apt
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pip as _pip
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import private_dir
 

@@ -25,7 +25,7 @@ import urllib.parse
 import urllib.request
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path
-from ansible_collections.fleetops.rollback.plugins.module_utils._docker import (
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends.docker import (
     check_source_ref, check_target_ref, rollback_tag_for, split_ref)
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 

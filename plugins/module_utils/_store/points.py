@@ -16,7 +16,7 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._common import (
     HOST_UNTOUCHED, PROGRESS, RollbackError, check_program, describe_os_error)
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import canonical_json, sha256_bytes
 from ansible_collections.fleetops.rollback.plugins.module_utils._commands import command_output, show_command
-from ansible_collections.fleetops.rollback.plugins.module_utils._store import MANIFEST_FORMAT, actor, is_id, machine_id, utc_now
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import MANIFEST_FORMAT, actor, is_id, machine_id, utc_now
 
 
 def _load_component(name):
@@ -25,22 +25,22 @@ def _load_component(name):
     module call's CPU. The imports are explicit statements so that AnsiballZ still packs every file."""
     # pylint: disable=import-outside-toplevel
     if name == "migrations":
-        from ansible_collections.fleetops.rollback.plugins.module_utils._migrations_component import MigrationsComponent
+        from ansible_collections.fleetops.rollback.plugins.module_utils._components.migrations import MigrationsComponent
         return MigrationsComponent()
     if name == "database":
-        from ansible_collections.fleetops.rollback.plugins.module_utils._database_component import DatabaseComponent
+        from ansible_collections.fleetops.rollback.plugins.module_utils._components.database import DatabaseComponent
         return DatabaseComponent()
     if name == "packages":
-        from ansible_collections.fleetops.rollback.plugins.module_utils._packages_component import PackagesComponent
+        from ansible_collections.fleetops.rollback.plugins.module_utils._components.packages import PackagesComponent
         return PackagesComponent()
     if name == "config":
-        from ansible_collections.fleetops.rollback.plugins.module_utils._config_component import ConfigComponent
+        from ansible_collections.fleetops.rollback.plugins.module_utils._components.config import ConfigComponent
         return ConfigComponent()
     if name == "release":
-        from ansible_collections.fleetops.rollback.plugins.module_utils._release_component import ReleaseComponent
+        from ansible_collections.fleetops.rollback.plugins.module_utils._components.release import ReleaseComponent
         return ReleaseComponent()
     if name == "images":
-        from ansible_collections.fleetops.rollback.plugins.module_utils._images_component import ImagesComponent
+        from ansible_collections.fleetops.rollback.plugins.module_utils._components.images import ImagesComponent
         return ImagesComponent()
     raise KeyError(name)
 

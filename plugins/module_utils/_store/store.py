@@ -31,7 +31,7 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._common import R
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import (
     CHUNK, append_line, atomic_write, canonical_json, describe_path, free_bytes, fsync_dir, human, private_dir,
     sha256_bytes, sha256_file)
-from ansible_collections.fleetops.rollback.plugins.module_utils._lock import StoreLock
+from ansible_collections.fleetops.rollback.plugins.module_utils._store.lock import StoreLock
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_data
 
 MANIFEST_FORMAT = 1
