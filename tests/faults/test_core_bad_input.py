@@ -5,7 +5,7 @@ test's tree changed: not the host, and not the store either.
 import os
 
 import pytest
-from conftest import SECRET
+from fault_host import SECRET
 from harness import assert_clear_failure, changed_entries, run_module, tree_state
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import points as _points

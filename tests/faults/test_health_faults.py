@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import SECRET
+from fault_host import SECRET
 from harness import ROOT, assert_clear_failure, assert_no_secret, changed_entries, finish, kill, run_module, \
     start_module, wait_for
 

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import SECRET
+from fault_host import SECRET
 from harness import ROOT, assert_clear_failure, changed_entries, run_module, tree_state
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import SECRET
+from fault_host import SECRET
 from harness import ROOT, assert_clear_failure, assert_no_secret, changed_entries, run_module
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))

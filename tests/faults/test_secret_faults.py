@@ -11,7 +11,7 @@ import json
 import os
 
 import pytest
-from conftest import SECRET, write
+from fault_host import SECRET, write
 from harness import assert_clear_failure, assert_no_secret, run_module
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import CHANGED_AFTER, CHANGED_BEFORE

@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SECRET, write
+from fault_host import SECRET, write
 from harness import (Blocker, assert_clear_failure, assert_no_secret, finish, free_bytes, kill, remount,
                      run_module, start_module, tmpfs, wait_for)
 
