@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import docker as _docker
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._components.images import ImagesComponent
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.images.component import ImagesComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends.docker_registry import registry_url
 
 # ---------------------------------------------------------------------------------------- references
@@ -231,8 +231,8 @@ def test_images_component_normalize():
     assert component.normalize({"refs": ["app"], "containers": "none"})["containers"] == []
     for bad, needle in [({"refs": ["app", "app:latest"]}, "listed twice"), ({"refs": []}, "non-empty"),
                         ({"refs": ["app"], "containers": [""]}, "container names"),
-                        ({"refs": ["app"], "wait_timeout": True}, "wait_timeout"),
-                        ({"refs": ["app"], "extra": 1}, "expected {refs")]:
+                        ({"refs": ["app"], "wait_timeout": "soon"}, "wait_timeout"),
+                        ({"refs": ["app"], "extra": 1}, "unknown option 'extra'")]:
         with pytest.raises(RollbackError) as err:
             component.normalize(bad)
         assert needle in err.value.msg and "components.images" in err.value.msg
