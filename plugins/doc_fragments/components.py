@@ -189,15 +189,16 @@ options:
               virtualenv:
                 description:
                   - The virtualenv directory (absolute); give it or O(components.packages.pip.executable).
-                type: str
+                type: path
               executable:
                 description:
                   - A python or pip (absolute) of an environment that is not a virtualenv.
-                type: str
+                type: path
               find_links:
                 description:
                   - Wheelhouse directories or URLs where a restore finds the exact versions (pip C(--find-links)).
-                type: raw
+                type: list
+                elements: str
               index_url:
                 description:
                   - A package index URL (pip C(--index-url)); never with credentials in it.
@@ -227,7 +228,7 @@ options:
                 description:
                   - The Debian packages whose versions are pinned.
                 type: list
-                elements: raw
+                elements: str
                 required: true
               hold:
                 description:
@@ -243,7 +244,7 @@ options:
                 description:
                   - Seconds to wait for another apt or dpkg run's lock (0 to 3600); then the failure names the process
                     holding it and changes nothing.
-                type: raw
+                type: int
                 default: 300
       config:
         description:
@@ -300,8 +301,8 @@ options:
           wait_timeout:
             description:
               - Seconds to wait for the recreated containers to run (and be healthy, with a HEALTHCHECK).
-            type: raw
-            default: 120
+            type: float
+            default: 120.0
   database_password:
     description:
       - 'With O(state=restored), the password of the O(components.database.login_user) that restores the database

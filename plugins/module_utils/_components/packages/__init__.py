@@ -12,7 +12,7 @@ SUMMARY = ("exact pip versions of virtualenvs (editable and VCS installs include
 PIP_ENVIRONMENT_OPTIONS = dict(
     virtualenv=dict(type="path", description=["The virtualenv directory (absolute); give it or O(executable)."]),
     executable=dict(type="path", description=["A python or pip (absolute) of an environment that is not a virtualenv."]),
-    find_links=dict(type="raw", description=[
+    find_links=dict(type="list", elements="str", description=[
         "Wheelhouse directories or URLs where a restore finds the exact versions (pip C(--find-links))."]),
     index_url=dict(type="str", description=["A package index URL (pip C(--index-url)); never with credentials in it."]),
     prune_extra=dict(type="bool", default=True, description=["A restore removes what the point does not have."]),
@@ -22,11 +22,11 @@ PIP_ENVIRONMENT_OPTIONS = dict(
         "only on the point and the source given)."]),
 )
 APT_OPTIONS = dict(
-    names=dict(type="list", elements="raw", required=True, description=["The Debian packages whose versions are pinned."]),
+    names=dict(type="list", elements="str", required=True, description=["The Debian packages whose versions are pinned."]),
     hold=dict(type="bool", default=False, description=["C(apt-mark hold) them after a restore."]),
     prune_extra=dict(type="bool", default=True, description=[
         "A named package that was not installed at capture is removed by a restore."]),
-    dpkg_lock_timeout=dict(type="raw", default=300, description=[
+    dpkg_lock_timeout=dict(type="int", default=300, description=[
         "Seconds to wait for another apt or dpkg run's lock (0 to 3600); then the failure names the process holding "
         "it and changes nothing."]),
 )
