@@ -501,10 +501,14 @@ def _health_wanted(attrs):
     return bool(test) and test[0] != "NONE"
 
 
-def container_verdict(attrs):
-    """(done, problem) for a just-started container: done when running (and healthy if it has a check)."""
+def container_verdict(attrs, ready=True):
+    """(done, problem) for a just-started container: done when running (and healthy if it has a check).
+    With ready=False (putting back a state exactly as it was, which may have been a failing container), done as
+    soon as it has started, whatever became of it."""
     state = attrs.get("State") or {}
     status = state.get("Status")
+    if not ready:
+        return bool(state.get("StartedAt", "0001")[:4] != "0001" or state.get("Running")), None
     if status in ("exited", "dead") or (status == "created" and state.get("FinishedAt", "0001")[:4] != "0001"):
         return True, "%s with exit code %s%s" % (status, state.get("ExitCode"),
                                                  (": " + redact_text(state["Error"])) if state.get("Error") else "")
@@ -524,7 +528,7 @@ def container_verdict(attrs):
     return True, None
 
 
-def wait_ready(client, ids, deadline):
+def wait_ready(client, ids, deadline, ready=True):
     """Poll each container until running (and healthy when it has a check) or failed, or the deadline passes.
 
     Returns {id: problem or None}."""
@@ -539,7 +543,7 @@ def wait_ready(client, ids, deadline):
                 outcome[cid] = "the container disappeared"
                 pending.remove(cid)
                 continue
-            done, problem = container_verdict(attrs)
+            done, problem = container_verdict(attrs, ready)
             if done:
                 outcome[cid] = problem
                 pending.remove(cid)
@@ -591,8 +595,9 @@ class Recreation:
         self.began = None
 
 
-def execute(client, moves, recreations, wait_timeout=120.0, stop_timeout=None):
-    """Apply tag moves then recreate containers; undo everything on failure.
+def execute(client, moves, recreations, wait_timeout=120.0, stop_timeout=None, ready=True):
+    """Apply tag moves then recreate containers; undo everything on failure. `ready=False` puts back a state exactly
+    as it was (a safety point): the containers need to start, not to become healthy, as they may not have been.
 
     Returns {tags, rollback_tags, containers, leftovers}. Raises RollbackError saying what state things are in.
     An interruption (KeyboardInterrupt, SystemExit) is undone the same way and then re-raised."""
@@ -612,7 +617,7 @@ def execute(client, moves, recreations, wait_timeout=120.0, stop_timeout=None):
         if work:
             PROGRESS.at("recreating containers %s" % ", ".join(rec.name for rec in work),
                         state=_progress_state(tags_done, rollback_tags, work))
-            _recreate(client, work, wait_timeout, stop_timeout)
+            _recreate(client, work, wait_timeout, stop_timeout, ready)
     except BaseException as err:  # pylint: disable=broad-except
         if isinstance(err, Terminated):
             message = "stopped by SIGTERM while %s" % PROGRESS.step
@@ -644,7 +649,7 @@ def execute(client, moves, recreations, wait_timeout=120.0, stop_timeout=None):
     return {"tags": moves, "rollback_tags": rollback_tags, "containers": report, "leftovers": leftovers}
 
 
-def _recreate(client, work, wait_timeout, stop_timeout):
+def _recreate(client, work, wait_timeout, stop_timeout, ready=True):
     specs = {}
     for rec in work:
         attrs = client.inspect_container(rec.old_id)
@@ -679,7 +684,7 @@ def _recreate(client, work, wait_timeout, stop_timeout):
 
     _raise_first(_parallel(replace, work), "recreating")
     started = [rec for rec in work if rec.start]
-    outcome = wait_ready(client, [rec.new_id for rec in started], time.monotonic() + wait_timeout)
+    outcome = wait_ready(client, [rec.new_id for rec in started], time.monotonic() + wait_timeout, ready)
     for rec in work:
         rec.seconds = round(time.monotonic() - rec.began, 3)
     bad = ["%s: %s" % (rec.name, outcome[rec.new_id]) for rec in started if outcome.get(rec.new_id)]

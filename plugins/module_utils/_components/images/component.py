@@ -189,7 +189,9 @@ class ImagesComponent(Component):
         recreations = [{"container": c["container"], "id": c["from"]["id"], "image_ref": c["image_ref"],
                         "from": c["from"]["image"], "to": c["to"]["image"], "running": c["from"]["running"],
                         "start": c["to"]["running"]} for c in changes if c["action"] == "recreate"]
-        _docker.execute(client, moves, recreations, record.get("wait_timeout", DEFAULT_WAIT))
+        # A safety point (exact) puts back what was there, healthy or not: its containers need only start again.
+        _docker.execute(client, moves, recreations, record.get("wait_timeout", DEFAULT_WAIT),
+                        ready=not record.get("exact"))
 
     # ---------------------------------------------------------------- diff
     def diff(self, store, record, changes):
