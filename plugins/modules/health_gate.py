@@ -479,15 +479,12 @@ samples:
 """
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError, url_credentials
-from ansible_collections.fleetops.rollback.plugins.module_utils._health import (
-    CHECK_OPTIONS,
-    HEALTHY,
-    HealthInputError,
-    failure_message,
-    parse_policy,
-    parse_targets,
-    poll,
-)
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.inputs import HealthInputError
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.parse import parse_targets
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.policy import parse_policy
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.poll import poll
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.schema import CHECK_OPTIONS
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.verdict import HEALTHY, failure_message
 
 
 class HealthGate(ModuleBase):

@@ -313,8 +313,8 @@ history:
 """
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError, url_credentials
-from ansible_collections.fleetops.rollback.plugins.module_utils._health import CHECK_OPTIONS
-from ansible_collections.fleetops.rollback.plugins.module_utils._watch import ON_EMPTY, Watch, WatchInputError
+from ansible_collections.fleetops.rollback.plugins.module_utils._guard.watch import ON_EMPTY, Watch, WatchInputError
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.schema import CHECK_OPTIONS
 
 
 class RollbackWatch(ModuleBase):

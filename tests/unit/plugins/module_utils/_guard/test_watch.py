@@ -8,11 +8,12 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
+# The test servers shared with the integration tests live in tests/integration.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "integration"))
 
 from health_endpoints import HealthEndpoints  # noqa: E402
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._watch import Watch, WatchInputError  # noqa: E402
+from ansible_collections.fleetops.rollback.plugins.module_utils._guard.watch import Watch, WatchInputError  # noqa: E402
 
 
 @pytest.fixture(scope="module")

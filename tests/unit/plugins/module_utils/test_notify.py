@@ -13,7 +13,8 @@ from ansible_collections.fleetops.rollback.plugins.module_utils import _notify
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import REDACTED
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
+# The test servers shared with the integration tests live in tests/integration.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "integration"))
 from webhook_receiver import Receiver  # noqa: E402  pylint: disable=wrong-import-position
 
 NOW = datetime(2026, 11, 22, 3, 15, tzinfo=timezone.utc)
