@@ -28,6 +28,7 @@ options:
     default: 0
 extends_documentation_fragment:
   - fleetops.rollback.store
+  - fleetops.rollback.attributes.platform
 attributes:
   check_mode:
     support: full
@@ -38,10 +39,6 @@ attributes:
   idempotent:
     support: full
     description: Read only; always C(changed=false).
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 seealso:
   - module: fleetops.rollback.restore_point
 """
