@@ -28,9 +28,7 @@ options:
   reason:
     description: Why; recorded in the journal.
     type: str
-extends_documentation_fragment:
-  - fleetops.rollback.store
-  - fleetops.rollback.attributes.platform
+extends_documentation_fragment: [fleetops.rollback.store, fleetops.rollback.attributes.platform]
 attributes:
   check_mode:
     support: full

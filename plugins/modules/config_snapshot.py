@@ -30,9 +30,7 @@ options:
     type: str
     choices: [candidate, known_good]
     default: candidate
-extends_documentation_fragment:
-  - fleetops.rollback.store
-  - fleetops.rollback.attributes.platform
+extends_documentation_fragment: [fleetops.rollback.store, fleetops.rollback.attributes.platform]
 attributes:
   check_mode:
     support: full

@@ -128,9 +128,7 @@ options:
   reason:
     description: Why; recorded in the journal of a restore from a point.
     type: str
-extends_documentation_fragment:
-  - fleetops.rollback.store
-  - fleetops.rollback.attributes.platform
+extends_documentation_fragment: [fleetops.rollback.store, fleetops.rollback.attributes.platform]
 attributes:
   check_mode:
     support: full

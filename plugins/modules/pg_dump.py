@@ -79,9 +79,7 @@ options:
       - With an up-to-date O(dest) (nothing dumped), the existing dump is verified.
     type: bool
     default: false
-extends_documentation_fragment:
-  - fleetops.rollback.postgres
-  - fleetops.rollback.attributes.platform
+extends_documentation_fragment: [fleetops.rollback.postgres, fleetops.rollback.attributes.platform]
 attributes:
   check_mode:
     support: full

@@ -67,9 +67,7 @@ options:
     description: Only verify the dump by a scratch restore and row count comparison; O(db) is not touched.
     type: bool
     default: false
-extends_documentation_fragment:
-  - fleetops.rollback.postgres
-  - fleetops.rollback.attributes.platform
+extends_documentation_fragment: [fleetops.rollback.postgres, fleetops.rollback.attributes.platform]
 attributes:
   check_mode:
     support: full

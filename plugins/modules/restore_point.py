@@ -135,9 +135,7 @@ options:
         V(5) or a string such as V(systemctl restart app) is refused, never coerced) and its program must exist
         (an executable absolute path, or a name on E(PATH)).
     type: raw
-extends_documentation_fragment:
-  - fleetops.rollback.store
-  - fleetops.rollback.attributes.platform
+extends_documentation_fragment: [fleetops.rollback.store, fleetops.rollback.attributes.platform]
 attributes:
   check_mode:
     support: full

@@ -26,9 +26,7 @@ options:
     description: How many of the newest journal events to return (C(0) for none).
     type: int
     default: 0
-extends_documentation_fragment:
-  - fleetops.rollback.store
-  - fleetops.rollback.attributes.platform
+extends_documentation_fragment: [fleetops.rollback.store, fleetops.rollback.attributes.platform]
 attributes:
   check_mode:
     support: full

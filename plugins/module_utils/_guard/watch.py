@@ -149,7 +149,7 @@ class Watch:
         """(value or None, error or None) of one signal's query."""
         try:
             values = finite_values(prometheus_query(self.prometheus_url, query, self.request_timeout,
-                                                     self.headers, self.validate_certs))
+                                                    self.headers, self.validate_certs))
         except PrometheusError as err:
             return None, str(err)
         if not values:

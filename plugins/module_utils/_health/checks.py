@@ -222,5 +222,3 @@ class CommandCheck(Check):
                 return False, "rc %s, stdout does not match %s (stdout ends %s)" % (
                     proc.returncode, show(self.stdout.pattern), show(tail(out))), extra
         return True, "rc %s" % proc.returncode, extra
-
-

@@ -16,6 +16,8 @@ The documentation of the keys is the `fleetops.rollback.health_checks` doc fragm
 
 from __future__ import annotations
 
+import collections
+
 from ansible_collections.fleetops.rollback.plugins.module_utils._health.inputs import HealthInputError
 
 DEFAULT_REQUEST_TIMEOUT = 5.0
@@ -27,7 +29,8 @@ ON_EMPTY = ("fail", "pass", "zero")
 RC_RANGE = (-64, 255)
 
 
-class Key:
+class Key(collections.namedtuple("Key", "name type elements choices no_log required default hint",
+                                 defaults=(None, None, False, False, None, None))):
     """One key of a check.
 
     `type`, `elements`, `choices` and `no_log` make its argument spec. For a key of a check type, `required` and
@@ -35,16 +38,7 @@ class Key:
     the key on checks of every type. `hint` says what to give when a required key is missing.
     """
 
-    def __init__(self, name, type, elements=None, choices=None, no_log=False, required=False, default=None,  # pylint: disable=redefined-builtin
-                 hint=None):
-        self.name = name
-        self.type = type
-        self.elements = elements
-        self.choices = choices
-        self.no_log = no_log
-        self.required = required
-        self.default = default
-        self.hint = hint
+    __slots__ = ()
 
     def spec(self):
         spec = dict(type=self.type)

@@ -92,7 +92,6 @@ class WorkerPool:
             kill_group(proc)
 
 
-
 @contextlib.contextmanager
 def killed_on_shutdown(proc):
     """Within the block, the shutdown of the pool whose thread runs it kills `proc`'s process group."""
