@@ -72,13 +72,16 @@ reused:
 """
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase
+from ansible_collections.fleetops.rollback.plugins.module_utils._components import config as config_declaration
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.base import argument_spec as spec_of
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import points as _points
 from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
 
 
 class ConfigSnapshotModule(ModuleBase):
     argument_spec = dict(
-        paths=dict(type="list", elements="raw", required=True),
+        # The config component's own option: a value is accepted or refused here as it is in a restore point.
+        paths=spec_of(config_declaration.OPTIONS)["paths"],
         label=dict(type="str"),
         status=dict(type="str", choices=["candidate", "known_good"], default="candidate"),
     )

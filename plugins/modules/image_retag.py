@@ -203,8 +203,13 @@ containers_state:
 import time
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError, url_credentials
+from ansible_collections.fleetops.rollback.plugins.module_utils._components import images as images_declaration
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.base import argument_spec as spec_of
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import docker as _docker
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import docker_registry as _registry
+
+
+IMAGES_SPEC = spec_of(images_declaration.OPTIONS)
 
 
 class ImageRetagModule(ModuleBase):
@@ -214,9 +219,10 @@ class ImageRetagModule(ModuleBase):
         repository=dict(type="list", elements="str", required=True),
         containers=dict(type="list", elements="str", default=[]),
         recreate=dict(type="str", choices=["none", "by_image"], default="none"),
-        wait_timeout=dict(type="float", default=120.0),
+        # The images component's own options: accepted or refused here as in a restore point.
+        wait_timeout=IMAGES_SPEC["wait_timeout"],
         stop_timeout=dict(type="int"),
-        docker_host=dict(type="str"),
+        docker_host=IMAGES_SPEC["docker_host"],
         timeout=dict(type="int", default=60),
         registry=dict(type="str"),
         registry_username=dict(type="str"),

@@ -250,24 +250,26 @@ midway:
 """
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError, url_credentials
+from ansible_collections.fleetops.rollback.plugins.module_utils._components import packages as packages_declaration
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.base import argument_spec as spec_of
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import package_snapshot as snapshot
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import points as _points
 from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
+
+
+PIP_SPEC = spec_of(packages_declaration.PIP_ENVIRONMENT_OPTIONS)
+APT_SPEC = spec_of(packages_declaration.APT_OPTIONS)
 
 
 class PackageSnapshotModule(ModuleBase):
     argument_spec = dict(
         manager=dict(type="str", choices=["pip", "apt"], required=True),
         state=dict(type="str", choices=["present", "restored"], default="present"),
-        virtualenv=dict(type="path"),
-        executable=dict(type="path"),
-        find_links=dict(type="list", elements="str"),
-        index_url=dict(type="str"),
-        use_pip_config=dict(type="bool", default=False),
-        build_isolation=dict(type="bool", default=True),
-        names=dict(type="list", elements="str"),
-        hold=dict(type="bool", default=False),
-        dpkg_lock_timeout=dict(type="int"),
+        # The packages component's own options: a value is accepted or refused here as it is in a restore point.
+        **dict({key: PIP_SPEC[key] for key in ("virtualenv", "executable", "find_links", "index_url", "use_pip_config",
+                                               "build_isolation")},
+               names=dict(APT_SPEC["names"], required=False), hold=APT_SPEC["hold"],
+               dpkg_lock_timeout=dict(APT_SPEC["dpkg_lock_timeout"], default=None)),
         dest=dict(type="path"),
         src=dict(type="path"),
         point=dict(type="str", default="known_good"),
@@ -311,7 +313,7 @@ class PackageSnapshotModule(ModuleBase):
         spec = snapshot.component_spec(params)
         _points.preflight({"packages": spec})
         if params["dest"]:
-            record = snapshot.COMPONENT.capture(None, spec)
+            record = snapshot.component().capture(None, spec)
             changed = snapshot.write_snapshot(params["dest"], record, params["manager"], check=self.check_mode)
             return {"changed": changed, "dest": params["dest"], "snapshot": self.described(record)}
         store = Store(params["store_path"])

@@ -177,6 +177,8 @@ estimated_rows:
 """
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._components import database as database_declaration
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.base import argument_spec as spec_of
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg as _pg
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg_ops as _pg_ops
 
@@ -186,13 +188,10 @@ class PgDumpModule(ModuleBase):
     argument_spec = dict(
         _pg.CONNECTION_SPEC,
         dest=dict(type="path", required=True),
-        format=dict(type="str", required=True, choices=list(_pg_ops.FORMATS)),
-        jobs=dict(type="int", default=1),
-        compress=dict(type="int"),
-        schemas=dict(type="list", elements="str"),
-        exclude_schemas=dict(type="list", elements="str"),
-        tables=dict(type="list", elements="str"),
-        exclude_tables=dict(type="list", elements="str"),
+        # The database component's dump options: a value is accepted or refused here as it is in a restore point.
+        **dict(spec_of(database_declaration.DUMP_OPTIONS),
+               # Here the format is always said, never defaulted (a file name must not decide it).
+               format=dict(type="str", required=True, choices=list(database_declaration.FORMATS))),
         verify=dict(type="bool", default=False),
     )
 

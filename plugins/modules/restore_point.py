@@ -46,50 +46,13 @@ options:
         moves the known good pointer back to the newest other known good point.
     type: str
     choices: [candidate, known_good, bad]
-  components:
+  only:
     description:
-      - With O(state=present), what to capture, a dict of component specs.
-      - "C(config) is V({paths: [...]}); each path is an absolute file or directory, or V({path, validate}) where
-        C(validate) is a command with C(%s) run on each candidate file before it is swapped in (for example
-        C(nginx -t -c %s))."
-      - "C(release) is V({path, validate}); C(path) is the C(current) symlink over release directories; C(validate) is
-        run with C(%s) set to the release directory before the flip."
-      - "C(packages) is V({pip: [...], apt: {...}}). Each C(pip) entry is one environment: C(virtualenv) (or
-        C(executable), a python or pip), C(find_links) and/or C(index_url) (where a restore finds the exact versions),
-        C(prune_extra) (default true: remove what the point does not have), C(build_isolation), C(use_pip_config)
-        (default false: pip config files and C(PIP_*) are ignored). C(apt) is V({names, hold, prune_extra,
-        dpkg_lock_timeout}): the Debian packages whose versions are pinned, whether to C(apt-mark hold) them after a
-        restore (default false), whether a named package not installed at capture is removed (default true), and how
-        many seconds to wait for another process's dpkg lock (0 to 3600, default 300). Restores use one pip call and
-        one apt-get call; see M(fleetops.rollback.package_snapshot) for the details."
-      - "C(database) is a PostgreSQL database dumped into the point's C(dumps/<id>/): V({db, login_host, port,
-        login_user, login_password, login_unix_socket, maintenance_db, bin_dir, format, jobs, compress, schemas,
-        exclude_schemas, tables, exclude_tables, mode, block_writes}) with the meaning they have in
-        M(fleetops.rollback.pg_dump) and M(fleetops.rollback.pg_restore) (C(format) defaults to C(custom), C(mode)
-        to C(clean)). C(login_password) is used and never stored in the point; at restore give it again (see below),
-        or use E(PGPASSWORD), C(~/.pgpass) or a unix socket with peer authentication. A capture whose database has
-        not changed since the newest point's dump links that dump instead of dumping again."
-      - "C(migrations) is a migration tool's schema revision: V({current, downgrade, upgrade, chdir, timeout,
-        revision_regex, base}). C(current) prints the revision (for example C(alembic current)); C(downgrade) goes
-        back to it with C(%s) set to the revision (C(alembic downgrade %s)); the optional C(upgrade) is tried when the
-        downgrade fails (a safety revert may have to go forward). Commands are strings split like a shell would, or
-        argv lists; never run through a shell. With no revision, C(base) (default C(base)) is the target."
-      - "C(images) is V({refs, containers, docker_host, wait_timeout}) or just a list of references: C(refs) are
-        Docker C(repo:tag) references whose image ids are recorded; C(containers) is C(by_image) (default: every
-        container configured with one of the refs), C(none), or a list of container names. A restore points each
-        reference back (the image it pointed at keeps a C(rollback-<time>) tag) and recreates the containers on the
-        recorded images with their own settings, waiting until they run (and are healthy, with a HEALTHCHECK); see
-        M(fleetops.rollback.image_retag). It needs the Docker SDK for Python on the host."
-      - "With O(state=restored), an optional list of component names to restore (default all the point has), or a
-        dict of names to options for this run only, for example V({database: {login_password: ...}}) (values of
-        C(login_password) are hidden from the output like any no_log value)."
-    type: raw
-  database_password:
-    description:
-      - With O(state=restored), the password of the C(database) component's C(login_user) for this run. It is never
-        stored, and unlike O(components) given as a dict it does not narrow which components are restored.
-      - Points store no passwords; without this, the restore uses E(PGPASSWORD), C(~/.pgpass) or peer authentication.
-    type: str
+      - With O(state=restored), restore only these components of the point (default every component it holds).
+      - A name the point does not hold is refused before anything changes.
+    type: list
+    elements: str
+    choices: [migrations, database, packages, config, release, images]
   select:
     description:
       - With O(state=restored), a partial rollback inside components, a dict of component name to the list of items
@@ -97,7 +60,7 @@ options:
       - "C(config) takes paths that the point captured as roots, for example V({config: [/etc/app/app.env]})."
       - "C(packages) takes package names, for example V({packages: [black]}); each pip environment and the apt set of
         the point restore only the names they hold, and a name that no snapshot holds fails before anything changes."
-      - A component named here must be one that is restored (see O(components)).
+      - A component named here must be one that is restored (see O(only)).
     type: dict
   keep:
     description: With O(state=absent) and no O(point), how many of the newest points to keep.
@@ -135,7 +98,10 @@ options:
         V(5) or a string such as V(systemctl restart app) is refused, never coerced) and its program must exist
         (an executable absolute path, or a name on E(PATH)).
     type: raw
-extends_documentation_fragment: [fleetops.rollback.store, fleetops.rollback.attributes.platform]
+extends_documentation_fragment:
+  - fleetops.rollback.store
+  - fleetops.rollback.components
+  - fleetops.rollback.attributes.platform
 attributes:
   check_mode:
     support: full
@@ -196,7 +162,7 @@ EXAMPLES = r"""
   fleetops.rollback.restore_point:
     state: restored
     point: release-41
-    components: [config]
+    only: [config]
 
 - name: Never pick the abandoned point again
   fleetops.rollback.restore_point:
@@ -272,6 +238,7 @@ component_state:
 """
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError, hide_secrets
+from ansible_collections.fleetops.rollback.plugins.module_utils._components import ORDER, Components, components_spec, runtime_spec
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import points as _points
 from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
 
@@ -282,15 +249,16 @@ class RestorePointModule(ModuleBase):
         point=dict(type="str"),
         label=dict(type="str"),
         status=dict(type="str", choices=["candidate", "known_good", "bad"]),
-        components=dict(type="raw"),
+        components=components_spec(),
+        only=dict(type="list", elements="str", choices=list(ORDER)),
         keep=dict(type="int"),
         reason=dict(type="str"),
         restart_commands=dict(type="raw"),
         select=dict(type="dict"),
-        database_password=dict(type="str", no_log=True),
         run_id=dict(type="str"),
         run_type=dict(type="str"),
         allow_foreign_point=dict(type="bool", default=False),
+        **runtime_spec()
     )
 
     def audit(self):
@@ -300,26 +268,26 @@ class RestorePointModule(ModuleBase):
 
     def run(self):
         hide_secrets(self.module, self.params["components"])
+        # This call's components, with its runtime values (passwords): nothing is kept beyond the call.
+        parts = Components(runtime={key: self.params[key] for key in runtime_spec()})
         store = Store(self.params["store_path"])
         state = self.params["state"]
         if (state == "restored" or self.params["point"]) and state != "absent":
             store.require()
         if state == "present":
-            return self.present(store)
+            return self.present(store, parts)
+        if self.params["components"]:
+            raise RollbackError("components: is what state=present captures; with state=%s choose components with only, "
+                                "for example only: [config]" % state)
         if state == "restored":
-            names = self.component_names()
-            if self.params["database_password"]:
-                _points.COMPONENTS["database"].runtime({"login_password": self.params["database_password"]})
             commands = _points.check_commands(self.params["restart_commands"])
+            options = dict(names=self.params["only"], select=self.params["select"], diff=self.diff_mode,
+                           allow_foreign=self.params["allow_foreign_point"], restart_commands=commands, parts=parts)
             if self.check_mode:
-                return _points.restore(store, self.params["point"], names, select=self.params["select"],
-                                       allow_foreign=self.params["allow_foreign_point"], check=True,
-                                       diff=self.diff_mode, restart_commands=commands)
+                return _points.restore(store, self.params["point"], check=True, **options)
             with _points.locked(store, self.params, "restore"):
-                return _points.restore(store, self.params["point"], names, select=self.params["select"],
-                                       allow_foreign=self.params["allow_foreign_point"],
-                                       diff=self.diff_mode, reason=self.params["reason"], restart_commands=commands,
-                                       audit=self.audit())
+                return _points.restore(store, self.params["point"], reason=self.params["reason"], audit=self.audit(),
+                                       **options)
         if self.params["keep"] is None and not self.params["point"]:
             raise RollbackError("state=absent needs keep (how many newest points to keep) or point (the one to remove)")
         if not store.exists():
@@ -329,7 +297,9 @@ class RestorePointModule(ModuleBase):
         with _points.locked(store, self.params, "prune"):
             return _points.prune(store, self.params["keep"], self.params["point"])
 
-    def present(self, store):
+    def present(self, store, parts):
+        if self.params["only"]:
+            raise RollbackError("only: chooses what state=restored restores; a capture takes what components lists")
         if self.params["point"]:
             if not self.params["status"]:
                 raise RollbackError("point=%s given without status: say which status to set (candidate, known_good, bad)"
@@ -341,31 +311,12 @@ class RestorePointModule(ModuleBase):
         status = self.params["status"] or "candidate"
         if status == "bad":
             raise RollbackError("status: a new point cannot be captured as bad; capture it as candidate or known_good")
-        components = _points.normalize_components(self.params["components"])
-        _points.preflight(components)
+        components = _points.normalize_components(self.params["components"], parts)
+        _points.preflight(components, parts)
         if self.check_mode:
-            return _points.capture(store, components, self.params["label"], status, check=True)
+            return _points.capture(store, components, self.params["label"], status, check=True, parts=parts)
         with _points.locked(store, self.params, "capture", create=True):
-            return _points.capture(store, components, self.params["label"], status, audit=self.audit())
-
-    def component_names(self):
-        value = self.params["components"]
-        if value is None:
-            return None
-        if isinstance(value, dict):
-            # {name: {options for this run}}: a component's run-time options, such as a database password.
-            for name, extra in value.items():
-                if extra and name in _points.COMPONENTS:
-                    if not isinstance(extra, dict) or not hasattr(_points.COMPONENTS[name], "runtime"):
-                        raise RollbackError("components.%s: with state=restored the %s component takes no options, "
-                                            "got %r" % (name, name, extra))
-                    _points.COMPONENTS[name].runtime(extra)
-            value = list(value)
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise RollbackError("components: with state=restored give a list of component names, got %r" % (value,))
-        return value
+            return _points.capture(store, components, self.params["label"], status, audit=self.audit(), parts=parts)
 
 
 def main():

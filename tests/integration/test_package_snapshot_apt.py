@@ -132,7 +132,8 @@ def apt_repo():
 def probe(apt_repo):
     """fleetops-probe installed at 1.0, fleetops-probe-extra absent, nothing held; cleaned up afterwards."""
     purge_test_packages()
-    apt("install", "-y", "-q", "%s=1.0" % PROBE)
+    # --allow-downgrades: a purge that lost a race for the dpkg lock must not leave the fixture unusable.
+    apt("install", "-y", "-q", "--allow-downgrades", "%s=1.0" % PROBE)
     yield
     purge_test_packages()
 

@@ -123,8 +123,8 @@ def test_round_trip_database_and_migrations(pg_database, tmp_path, one_host, pla
     db.cluster.pgbench_run(db.name, transactions=100)
     bad = app_state(db)
 
-    restore = {"store_path": store, "state": "restored", "reason": "test",
-               "components": {"migrations": {}, "database": {"login_password": PASSWORD}}}
+    restore = {"store_path": store, "state": "restored", "reason": "test", "only": ["migrations", "database"],
+               "database_password": PASSWORD}
     check = playbook(play("Restore", restore), one_host, check=True, diff=True)
     assert check.rc == 0, check.stdout + check.stderr
     predicted = check.result("Restore", "target")

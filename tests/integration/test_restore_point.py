@@ -187,8 +187,8 @@ def test_corrupt_blob_is_refused_and_nothing_changes(host, one_host, playbook):
 
 @pytest.mark.parametrize("params, needle", [
     ({"point": "no-such-point"}, "'no-such-point' matches no point"),
-    ({"components": ["config", "nosuch"]}, "unknown component"),
-    ({"components": ["config", "packages"]}, "holds no packages component"),
+    ({"only": ["config", "nosuch"]}, "nosuch"),
+    ({"only": ["config", "packages"]}, "holds no packages component"),
 ])
 def test_bad_restore_input_names_the_value(host, one_host, playbook, params, needle):
     assert playbook(capture_play(host), one_host).rc == 0

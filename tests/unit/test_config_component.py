@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._components.config import (
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.config.component import (
     STAGE_PREFIX, ConfigComponent)
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import REDACTED
 from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
@@ -322,7 +322,7 @@ def test_corrupt_blob_of_unchanged_file_does_not_block(store, tree):
     ({"paths": ["/etc/app"], "owner": "root"}, ["components.config", "'owner'"]),
     ({"paths": [{"path": "/etc/app", "mode": "0644"}]}, ["components.config.paths[0]", "'mode'"]),
     ({"paths": []}, ["components.config.paths", "non-empty"]),
-    ({"paths": "/etc/app"}, ["components.config.paths", "'/etc/app'"]),
+    ({"paths": {"path": "/etc/app"}}, ["components.config", "paths", "list"]),
     ({"paths": ["/"]}, ["components.config.paths[0]", "'/'"]),
     ({"paths": [42]}, ["components.config.paths[0]", "42"]),
     (["/etc/app"], ["components.config", "'/etc/app'"]),

@@ -7,11 +7,11 @@ tests/integration/test_image_retag.py and test_images_component.py.
 from datetime import datetime, timezone
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import assume, given, strategies as st
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import docker as _docker
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._components.images import ImagesComponent
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.images.component import ImagesComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends.docker_registry import registry_url
 
 # ---------------------------------------------------------------------------------------- references
@@ -79,6 +79,7 @@ def test_rollback_tag_is_a_valid_tag_that_sorts_by_time():
 @given(st.from_regex(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+)?", fullmatch=True),
        st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True))
 def test_target_refs_round_trip(repo, tag):
+    assume(len(repo) <= 255)  # a longer repository name is refused, as the registry API does
     ref = "%s:%s" % (repo, tag)
     assert _docker.check_target_ref(ref) == ref
     assert _docker.split_ref(ref) == (repo, tag, None)
@@ -231,8 +232,8 @@ def test_images_component_normalize():
     assert component.normalize({"refs": ["app"], "containers": "none"})["containers"] == []
     for bad, needle in [({"refs": ["app", "app:latest"]}, "listed twice"), ({"refs": []}, "non-empty"),
                         ({"refs": ["app"], "containers": [""]}, "container names"),
-                        ({"refs": ["app"], "wait_timeout": True}, "wait_timeout"),
-                        ({"refs": ["app"], "extra": 1}, "expected {refs")]:
+                        ({"refs": ["app"], "wait_timeout": "soon"}, "wait_timeout"),
+                        ({"refs": ["app"], "extra": 1}, "unknown option 'extra'")]:
         with pytest.raises(RollbackError) as err:
             component.normalize(bad)
         assert needle in err.value.msg and "components.images" in err.value.msg

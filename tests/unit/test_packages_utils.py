@@ -9,8 +9,8 @@ import pytest
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import apt as _apt
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pip as _pip
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._components.packages import PackagesComponent
-from ansible_collections.fleetops.rollback.plugins.module_utils._store.points import COMPONENTS, ORDER
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.packages.component import PackagesComponent
+from ansible_collections.fleetops.rollback.plugins.module_utils._components import ORDER, Components
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from tools.wheels import write_wheel  # noqa: E402
@@ -23,22 +23,22 @@ def pkg(name, version, **extra):
 
 
 def test_packages_is_registered_before_config():
-    assert "packages" in COMPONENTS and ORDER.index("packages") < ORDER.index("config")
+    assert "packages" in Components() and ORDER.index("packages") < ORDER.index("config")
 
 
 @pytest.mark.parametrize("spec, needle", [
-    ({}, "expected {pip"),
+    ({}, "give pip environments, apt names or both"),
     ({"pip": [{"virtualenv": "venv"}]}, "components.packages.pip[0].virtualenv: 'venv' is not an absolute path"),
     ({"pip": [{"virtualenv": "/a", "executable": "/usr/bin/python3"}]}, "give exactly one of virtualenv"),
-    ({"pip": [{"virtualenv": "/a", "colour": 1}]}, "unknown key colour"),
+    ({"pip": [{"virtualenv": "/a", "colour": 1}]}, "unknown option 'pip.colour'"),
     ({"pip": [{"virtualenv": "/a", "find_links": ["wheels"]}]}, "'wheels' is not an absolute path or a URL"),
     ({"pip": [{"virtualenv": "/a", "index_url": "https://bob:s3cret@pypi.example/simple"}]}, "carries credentials"),
-    ({"pip": [{"virtualenv": "/a", "prune_extra": "yes"}]}, "prune_extra: 'yes' must be true or false"),
+    ({"pip": [{"virtualenv": "/a", "prune_extra": "perhaps"}]}, "'perhaps' is not a valid boolean"),
     ({"pip": [{"virtualenv": "/a"}, {"virtualenv": "/a"}]}, "/a is listed twice"),
     ({"apt": {"names": []}}, "non-empty list of Debian package names"),
     ({"apt": {"names": ["Nginx"]}}, "'Nginx' is not a Debian package name"),
     ({"apt": {"names": ["nginx", "nginx"]}}, "lists a package twice"),
-    ({"apt": {"names": ["nginx"], "pin": True}}, "unknown key pin"),
+    ({"apt": {"names": ["nginx"], "pin": True}}, "unknown option 'apt.pin'"),
 ])
 def test_normalize_names_the_bad_value(spec, needle):
     with pytest.raises(RollbackError) as err:

@@ -9,8 +9,8 @@ import pytest
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg as _pg
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg_ops as _pg_ops
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._components.database import DatabaseComponent
-from ansible_collections.fleetops.rollback.plugins.module_utils._components.migrations import MigrationsComponent
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.database.component import DatabaseComponent
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.migrations.component import MigrationsComponent
 
 
 def test_passfile_and_conninfo_escaping():
@@ -102,11 +102,11 @@ def test_count_mismatches():
 
 @pytest.mark.parametrize("spec, message", [
     ({"login_host": "x"}, "components.database.db"),
-    ({"db": "app", "format": "tar"}, "format: 'tar'"),
-    ({"db": "app", "mode": "merge"}, "mode: 'merge'"),
+    ({"db": "app", "format": "tar"}, "value of format must be one of: custom, directory, got: tar"),
+    ({"db": "app", "mode": "merge"}, "value of mode must be one of: clean, recreate, got: merge"),
     ({"db": "app", "jobs": 0}, "jobs: 0"),
     ({"db": "app", "compress": 11}, "compress: 11"),
-    ({"db": "app", "colour": "red"}, "unknown option colour"),
+    ({"db": "app", "colour": "red"}, "unknown option 'colour'"),
     ({"db": "app", "tables": [""]}, "tables: '' is not a pattern"),
     ({"db": "app", "jobs": 2}, "jobs: 2 parallel workers need format=directory"),
 ])
@@ -116,10 +116,14 @@ def test_database_spec_errors_name_the_option(spec, message):
 
 
 def test_database_password_is_not_kept_in_the_spec():
-    spec = DatabaseComponent().normalize({"db": "app", "login_password": "pw-123", "login_user": "u1"})
+    component = DatabaseComponent()
+    spec = component.normalize({"db": "app", "login_password": "pw-123", "login_user": "u1"})
     assert "login_password" not in spec and "pw-123" not in json.dumps(spec)
-    with pytest.raises(RollbackError, match="only login_password"):
-        DatabaseComponent().runtime({"login_user": "other"})
+    # The password is this instance's, for this call: another instance (another call) knows nothing of it.
+    assert component.connection(spec).password == "pw-123"
+    assert DatabaseComponent().connection(spec).password == ""
+    # A restore's database_password serves any connection of its call.
+    assert DatabaseComponent({"database_password": "pw-9"}).connection(spec).password == "pw-9"
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
-from ansible_collections.fleetops.rollback.plugins.module_utils._components.release import ReleaseComponent
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.release.component import ReleaseComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
 
 RELEASE = ReleaseComponent()
@@ -186,7 +186,7 @@ def test_check_capturable_errors(app):
 
 @pytest.mark.parametrize("spec, words", [
     ({"path": "srv/app/current"}, ["components.release.path", "'srv/app/current'", "absolute"]),
-    ({"path": None}, ["components.release.path", "None"]),
+    ({"path": None}, ["components.release.path"]),
     ({"path": "/srv/app/current", "validate": "true"}, ["components.release.validate", "'true'", "%s"]),
     ({"path": "/srv/app/current", "keep": 3}, ["components.release", "'keep'"]),
     ("/srv/app/current", ["components.release", "'/srv/app/current'"]),

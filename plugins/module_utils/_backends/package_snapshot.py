@@ -16,13 +16,16 @@ import time
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import apt as _apt
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pins as _pins
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pip as _pip
+from ansible_collections.fleetops.rollback.plugins.module_utils._components import Components
 from ansible_collections.fleetops.rollback.plugins.module_utils._store import points as _points
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import atomic_write
 from ansible_collections.fleetops.rollback.plugins.module_utils._pathkind import kind_of
 
 FORMAT = "fleetops.rollback/package_snapshot/1"
-COMPONENT = _points.COMPONENTS["packages"]
+def component():
+    """The packages component, for this call only (no instance outlives a module run)."""
+    return Components()["packages"]
 FREEZE_HIDDEN = ("pip", "setuptools", "wheel", "distribute")
 
 
@@ -57,13 +60,13 @@ def component_spec(params):
         env = {"virtualenv": params.get("virtualenv"), "executable": params.get("executable"),
                "find_links": params.get("find_links") or [], "index_url": params.get("index_url"),
                "build_isolation": params["build_isolation"], "use_pip_config": params["use_pip_config"]}
-        return COMPONENT.normalize({"pip": [{k: v for k, v in env.items() if v is not None}]}, where="package_snapshot")
+        return component().normalize({"pip": [{k: v for k, v in env.items() if v is not None}]}, where="package_snapshot")
     if not params.get("names"):
         raise RollbackError("names: manager=apt needs the list of Debian packages to snapshot, for example [nginx, libssl3]")
     apt = {"names": params["names"], "hold": params["hold"]}
     if params.get("dpkg_lock_timeout") is not None:
         apt["dpkg_lock_timeout"] = params["dpkg_lock_timeout"]
-    return COMPONENT.normalize({"apt": apt}, where="package_snapshot")
+    return component().normalize({"apt": apt}, where="package_snapshot")
 
 
 def selection(params, spec):
@@ -216,14 +219,14 @@ def _summary(changes):
 def restore_from_file(params, spec, check=False, diff=False):
     started = time.monotonic()
     record = read_snapshot(params["src"], params, spec)
-    record = COMPONENT.narrow(record, selection(params, spec))
+    record = component().narrow(record, selection(params, spec))
     pins = _pins_plan(params, record)
     planned = _plan(record, check)
     changes = [c for _where, found, _listing in planned for c in found]
     result = {"changed": bool(changes) or bool(pins and pins[2]), "changes": changes, "packages": _summary(changes)}
     _add_pins(result, params, pins, diff)
     if diff:
-        result.setdefault("diff", [])[:0] = COMPONENT.diff(None, record, changes)
+        result.setdefault("diff", [])[:0] = component().diff(None, record, changes)
     if check:
         return result
     # Each apply verifies the result itself (and reverts when it does not match).
@@ -263,7 +266,7 @@ def restore_from_point(store, params, spec, check=False, diff=False):
         target = store.resolve(params.get("point") or "known_good")
         if "packages" not in target["components"]:
             raise RollbackError("point %s holds no packages component" % target["id"])
-        pins = _pins_plan(params, COMPONENT.narrow(target["components"]["packages"], sel))
+        pins = _pins_plan(params, component().narrow(target["components"]["packages"], sel))
     result = _points.restore(store, params.get("point") or "known_good", names=["packages"], check=check, diff=diff,
                              reason=params.get("reason"), narrow={"packages": sel})
     changes = result["plan"].get("packages", {}).get("changes", [])

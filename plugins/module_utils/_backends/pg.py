@@ -22,6 +22,8 @@ import subprocess
 import tempfile
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path
+from ansible_collections.fleetops.rollback.plugins.module_utils._components import database as database_declaration
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.base import argument_spec as spec_of
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 
 try:
@@ -40,17 +42,8 @@ USER_SCHEMAS = "n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema
 REDACTED = "********"
 
 # The connection parameters, named as in community.postgresql (shared by both modules and the component).
-CONNECTION_SPEC = dict(
-    db=dict(type="str", required=True, aliases=["login_db"]),
-    login_host=dict(type="str", default=""),
-    port=dict(type="int", default=5432, aliases=["login_port"]),
-    login_user=dict(type="str", default="postgres"),
-    login_password=dict(type="str", default="", no_log=True),
-    login_unix_socket=dict(type="str", default=""),
-    maintenance_db=dict(type="str", default="postgres"),
-    connect_timeout=dict(type="int", default=10),
-    bin_dir=dict(type="path"),
-)
+# The database component's connection options are pg_dump's and pg_restore's too: one spec, accepted alike.
+CONNECTION_SPEC = spec_of(database_declaration.CONNECTION_OPTIONS)
 CONNECTION_KEYS = tuple(CONNECTION_SPEC)
 # PostgreSQL cuts longer names to 63 bytes without a word: a longer name would reach another database.
 NAME_BYTES = 63

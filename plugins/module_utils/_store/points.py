@@ -10,83 +10,30 @@ import shlex
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import (
     HOST_UNTOUCHED, PROGRESS, RollbackError, check_program, describe_os_error)
+from ansible_collections.fleetops.rollback.plugins.module_utils._components import ORDER, Components, check_names
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import canonical_json, sha256_bytes
 from ansible_collections.fleetops.rollback.plugins.module_utils._commands import command_output, show_command
 from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import MANIFEST_FORMAT, actor, is_id, machine_id, utc_now
 
 
-def _load_component(name):
-    """Import one component's code on first use. A restore of config and release then never compiles the
-    package, database or Docker code nor imports psycopg2 or the Docker SDK: on a fleet that is most of a
-    module call's CPU. The imports are explicit statements so that AnsiballZ still packs every file."""
-    # pylint: disable=import-outside-toplevel
-    if name == "migrations":
-        from ansible_collections.fleetops.rollback.plugins.module_utils._components.migrations import MigrationsComponent
-        return MigrationsComponent()
-    if name == "database":
-        from ansible_collections.fleetops.rollback.plugins.module_utils._components.database import DatabaseComponent
-        return DatabaseComponent()
-    if name == "packages":
-        from ansible_collections.fleetops.rollback.plugins.module_utils._components.packages import PackagesComponent
-        return PackagesComponent()
-    if name == "config":
-        from ansible_collections.fleetops.rollback.plugins.module_utils._components.config import ConfigComponent
-        return ConfigComponent()
-    if name == "release":
-        from ansible_collections.fleetops.rollback.plugins.module_utils._components.release import ReleaseComponent
-        return ReleaseComponent()
-    if name == "images":
-        from ansible_collections.fleetops.rollback.plugins.module_utils._components.images import ImagesComponent
-        return ImagesComponent()
-    raise KeyError(name)
-
-
-# Restores apply components in this order; a safety revert runs it backwards.
-ORDER = ["migrations", "database", "packages", "config", "release", "images"]
-
-
-class _Components(Mapping):
-    """name -> component instance, each built on first access (see _load_component)."""
-
-    def __init__(self, names):
-        self._names = list(names)
-        self._loaded = {}
-
-    def __getitem__(self, name):
-        if name not in self._names:
-            raise KeyError(name)
-        if name not in self._loaded:
-            self._loaded[name] = _load_component(name)
-        return self._loaded[name]
-
-    def __iter__(self):
-        return iter(self._names)
-
-    def __len__(self):
-        return len(self._names)
-
-    def __contains__(self, name):
-        return name in self._names
-
-
-COMPONENTS = _Components(ORDER)
 CAPTURE_STATUSES = ("candidate", "known_good")
 RESTART_TIMEOUT = 300
 
 
-def normalize_components(spec):
+def normalize_components(spec, parts=None):
+    """The component specs of a capture, each checked by its component (in `parts`, this call's components).
+    Components given as None (a typed module option left out) are not captured."""
+    parts = Components() if parts is None else parts
+    if isinstance(spec, dict):
+        spec = {name: value for name, value in spec.items() if value is not None}
     if not isinstance(spec, dict) or not spec:
         raise RollbackError("components: give a dict of component specs, for example {config: {paths: [/etc/app]}}; "
                             "got %r" % (spec,))
-    unknown = sorted(set(spec) - set(COMPONENTS))
-    if unknown:
-        raise RollbackError("components: unknown component %s; known components: %s"
-                            % (", ".join(repr(u) for u in unknown), ", ".join(ORDER)))
-    return {name: COMPONENTS[name].normalize(spec[name]) for name in ORDER if name in spec}
+    check_names(sorted(spec), "components")
+    return {name: parts[name].normalize(spec[name]) for name in ORDER if name in spec}
 
 
 def summary(manifest):
@@ -128,16 +75,11 @@ class locked:
         return False
 
 
-def preflight(components):
+def preflight(components, parts=None):
     """Fail on anything that would stop a capture, before the store or its lock is touched."""
+    parts = Components() if parts is None else parts
     for name, spec in components.items():
-        COMPONENTS[name].check_capturable(spec)
-
-
-# Components whose capture reads the host without writing anything when given no store: check mode can scan
-# them to tell whether a real capture would reuse a point. A database capture is a dump, under a new point's
-# own directory, so a point holding one is never reused and needs no preview.
-_PREVIEWABLE = ("config", "release", "packages", "images", "migrations")
+        parts[name].check_capturable(spec)
 
 
 def _newest_with_label(store, label):
@@ -154,16 +96,18 @@ def _promotes(store, point, status):
     return status == "known_good" and (point["status"] != "known_good" or store.known_good_id() != point["id"])
 
 
-def _preview_capture(store, components, label, status, kind):
+def _preview_capture(store, components, label, status, kind, parts):
     """What capture() would return, changing nothing: a labelled capture of a state the newest point of that
     label already holds reuses it (changed only when it must become known_good)."""
     new = {"changed": True, "point": {"id": None, "label": label, "status": status, "components": list(components)}}
-    if not label or kind != "capture" or not store.exists() or set(components) - set(_PREVIEWABLE):
+    # Only components whose capture reads the host and writes nothing can be scanned: a database capture is a dump
+    # under the new point's own directory, so a point holding one is never reused and needs no preview.
+    if not label or kind != "capture" or not store.exists() or not all(parts[n].previewable for n in components):
         return new
     newest = _newest_with_label(store, label)
     if newest is None:
         return new
-    records = {name: COMPONENTS[name].capture(None, spec, None) for name, spec in components.items()}
+    records = {name: parts[name].capture(None, spec, None) for name, spec in components.items()}
     existing = _reusable(newest, fingerprint(records))
     if existing is None:
         return new
@@ -192,7 +136,7 @@ def check_label(label):
 
 
 def capture(store, components, label=None, status="candidate", kind="capture", check=False, safety_for=None,
-            audit=None, over_interrupted=None):
+            audit=None, over_interrupted=None, parts=None):
     """Capture a point. With a label whose newest point holds the same state, reuse that point.
 
     `audit` ({run, type}: the rollback run this is part of) goes into the journal entry.
@@ -202,18 +146,19 @@ def capture(store, components, label=None, status="candidate", kind="capture", c
 
     `over_interrupted` (a safety point taken while an earlier rollback was left unfinished) names the earlier
     run's safety point: this one holds a mixed state, and `latest_safety` never names it."""
+    parts = Components() if parts is None else parts
     if kind != "safety":
         check_label(label)
-        preflight(components)
+        preflight(components, parts)
     if check:
-        return _preview_capture(store, components, label, status, kind)
+        return _preview_capture(store, components, label, status, kind, parts)
     PROGRESS.at("capturing %s" % ("the safety point" if kind == "safety" else "a restore point"), HOST_UNTOUCHED)
     store.ensure()
     # The id comes first so a component can write artefacts under dumps/<id>; they go if the point is not kept.
     point_id = store.new_id()
     store.added_blobs = []
     try:
-        records = {name: COMPONENTS[name].capture(store, spec, point_id) for name, spec in components.items()}
+        records = {name: parts[name].capture(store, spec, point_id) for name, spec in components.items()}
         if kind == "safety":
             for record in records.values():
                 record["exact"] = True
@@ -269,41 +214,38 @@ def journal_safely(store, result, event, **fields):
                                                  % (event, problem))
 
 
-def _select(manifest, names, select=None, narrow=None):
+def _select(manifest, names, select=None, narrow=None, parts=None):
     """The records to restore: the named components (all by default), each narrowed by `select`
     ({component: [items]}) for a partial rollback, such as one config path or one package, and by `narrow`
     ({component: options}), which a component's own module passes (package_snapshot's manager, only, ...)."""
     records = manifest["components"]
     if names:
-        unknown = [n for n in names if n not in COMPONENTS]
-        if unknown:
-            raise RollbackError("components: unknown component %s; known components: %s" % (unknown, ", ".join(ORDER)))
+        check_names(names, "components")
         missing = [n for n in names if n not in records]
         if missing:
             raise RollbackError("components: point %s holds no %s component (it has: %s)"
                                 % (manifest["id"], ", ".join(missing), ", ".join(records) or "none"))
     chosen = {name: records[name] for name in ORDER if name in records and (not names or name in names)}
     for name, items in (select or {}).items():
-        if name not in COMPONENTS:
-            raise RollbackError("select: unknown component %r; known components: %s" % (name, ", ".join(ORDER)))
+        check_names([name], "select")
         if name not in chosen:
             raise RollbackError("select: %s is not being restored (point %s holds: %s; components chosen: %s)"
                                 % (name, manifest["id"], ", ".join(records) or "none", ", ".join(chosen) or "none"))
-        if not hasattr(COMPONENTS[name], "select"):
-            raise RollbackError("select: the %s component is restored whole; drop it from select" % name)
         if isinstance(items, str):
             items = [items]
-        if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
+        if parts[name].supports_select and (not isinstance(items, list) or not items
+                                           or not all(isinstance(i, str) and i for i in items)):
             raise RollbackError("select.%s: give a non-empty list of names, got %r" % (name, items))
-        chosen[name] = COMPONENTS[name].select(chosen[name], items)
+        chosen[name] = parts[name].select(chosen[name], items)
     for name, options in (narrow or {}).items():
         if name in chosen:
-            chosen[name] = COMPONENTS[name].narrow(chosen[name], options)
+            chosen[name] = parts[name].narrow(chosen[name], options)
     return chosen
 
 
-def plan(store, records, point_id):
-    return {name: COMPONENTS[name].plan(store, record, point_id) for name, record in records.items()}
+def plan(store, records, point_id, parts=None):
+    parts = Components() if parts is None else parts
+    return {name: parts[name].plan(store, record, point_id) for name, record in records.items()}
 
 
 def check_commands(value, option="restart_commands"):
@@ -374,7 +316,7 @@ def check_same_machine(target, allow_foreign=False):
 
 
 def restore(store, ref="known_good", names=None, select=None, check=False, diff=False, reason=None,
-            restart_commands=None, narrow=None, audit=None, allow_foreign=False):
+            restart_commands=None, narrow=None, audit=None, allow_foreign=False, parts=None):
     """Roll back to a point. `audit` ({run, type}: the rollback run this restore is part of) goes into every
     journal entry it writes, with `reason` and the outcome.
 
@@ -383,6 +325,7 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
     that run's safety point stays the state before the rollback (latest_safety), and the new safety point, taken
     over the mixed state, is marked `over_interrupted`."""
     audit = audit or {}
+    parts = Components() if parts is None else parts
     started = time.monotonic()
     PROGRESS.at("resolving the point %s" % (ref or "known_good"))
     target = store.resolve(ref)
@@ -391,9 +334,9 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
                             "sure, or choose another point" % (target["id"], target.get("label") or "no label"),
                             point=summary(target))
     check_same_machine(target, allow_foreign)
-    records = _select(target, names, select, narrow)
+    records = _select(target, names, select, narrow, parts)
     PROGRESS.at("planning the restore of point %s" % target["id"])
-    changes = plan(store, records, target["id"])
+    changes = plan(store, records, target["id"], parts)
     result = {
         "changed": any(changes.values()),
         "point": summary(target),
@@ -404,7 +347,7 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
     if interrupted:
         result["interrupted_rollback"] = interrupted
     if diff:
-        result["diff"] = [d for name, c in changes.items() for d in COMPONENTS[name].diff(store, records[name], c)]
+        result["diff"] = [d for name, c in changes.items() for d in parts[name].diff(store, records[name], c)]
     if check:
         if restart_commands and result["changed"]:
             result["restarted"] = [{"command": shlex.split(show_command(argv[:3])), "rc": None} for argv in restart_commands]
@@ -419,9 +362,9 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
 
     todo = [name for name in changes if changes[name]]
     before_rollback = (interrupted or {}).get("safety_point")
-    safety = capture(store, {name: COMPONENTS[name].scope(records[name], changes[name]) for name in todo},
+    safety = capture(store, {name: parts[name].scope(records[name], changes[name]) for name in todo},
                      label="safety-before-%s" % target["id"], status="safety", kind="safety", safety_for=target["id"],
-                     over_interrupted=before_rollback)
+                     over_interrupted=before_rollback, parts=parts)
     safety_id = safety["point"]["id"]
     safety_records = store.load(safety_id)["components"]
     result["safety_point"] = safety_id
@@ -436,7 +379,7 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
         begun = time.monotonic()
         PROGRESS.at("applying %s of point %s" % (name, target["id"]), _applying_state(applied, name, safety_id))
         try:
-            COMPONENTS[name].apply(store, records[name], changes[name])
+            parts[name].apply(store, records[name], changes[name])
             applied.append(name)
         except Exception as err:  # pylint: disable=broad-except
             failure = (name, err)
@@ -446,7 +389,7 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
     if failure is None:
         PROGRESS.at("verifying the restore of point %s" % target["id"], _applying_state(applied, "verify", safety_id))
         try:
-            left = {name: COMPONENTS[name].plan(store, records[name], target["id"]) for name in applied}
+            left = {name: parts[name].plan(store, records[name], target["id"]) for name in applied}
             drift = [name for name, c in left.items() if c]
             if drift:
                 failure = ("verify", RollbackError("after applying, %s still differ from point %s"
@@ -455,7 +398,7 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
             failure = ("verify", err)
     if failure is not None:
         _fail_and_revert(store, target, result, todo, applied, failure, safety_records, reason, audit,
-                         clean=not before_rollback)
+                         clean=not before_rollback, parts=parts)
 
     for name in todo:
         result["plan"][name]["seconds"] = timings.get(name)
@@ -482,7 +425,8 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
     return result
 
 
-def _fail_and_revert(store, target, result, todo, applied, failure, safety_records, reason, audit=None, clean=True):
+def _fail_and_revert(store, target, result, todo, applied, failure, safety_records, reason, audit=None, clean=True,
+                     parts=None):
     """Put back what the safety point holds for every component touched, then raise with the whole story.
     `clean`: the safety point holds a state the host was really in (not the mix an interrupted run left)."""
     failed_name, err = failure
@@ -496,8 +440,8 @@ def _fail_and_revert(store, target, result, todo, applied, failure, safety_recor
                 "UNKNOWN: %s failed and the revert to safety point %s was under way" % (failed_name, safety_id))
     for name in reversed(touched):
         try:
-            COMPONENTS[name].apply(store, safety_records[name], COMPONENTS[name].plan(store, safety_records[name], safety_id))
-            if COMPONENTS[name].plan(store, safety_records[name], safety_id):
+            parts[name].apply(store, safety_records[name], parts[name].plan(store, safety_records[name], safety_id))
+            if parts[name].plan(store, safety_records[name], safety_id):
                 raise RollbackError("state still differs from the safety point after re-applying it")
             reverted.append(name)
         except Exception as revert_err:  # pylint: disable=broad-except

@@ -9,7 +9,7 @@ safety point's own capture of this component, and a failed restore is reverted b
 framework re-applying it (rebuilt with mode=recreate, so the revert is exact).
 
 Passwords are never stored in a point: give login_password at capture (it is used and forgotten), and at
-restore either through restore_point's `components: {database: {login_password: ...}}`, or on the host
+restore either through restore_point's `database_password` (this run only), or on the host
 (PGPASSWORD, PGPASSFILE, ~/.pgpass) or over a unix socket with peer authentication.
 """
 
@@ -21,6 +21,8 @@ import re
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg as _pg
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg_ops as _pg_ops
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._components import database as declaration
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.base import Component
 
 CONN_DEFAULTS = dict(login_host="", port=5432, login_user="postgres", login_unix_socket="", maintenance_db="postgres",
                      connect_timeout=10, bin_dir=None)
@@ -28,25 +30,11 @@ OPTION_DEFAULTS = dict(format="custom", jobs=1, compress=None, schemas=[], exclu
                        exclude_tables=[], mode="clean", block_writes=False)
 LIST_KEYS = ("schemas", "exclude_schemas", "tables", "exclude_tables")
 RECORD_KEYS = ("file", "sha256", "rows", "size", "server_version", "exact")
-_PASSWORDS = {}
 
 
 def _identity(spec):
     return (spec.get("login_host") or "", int(spec.get("port") or 5432), spec.get("login_user") or "postgres",
             spec.get("login_unix_socket") or "")
-
-
-def remember_password(spec, password):
-    """Keep a password for this run only (never in a record); None as spec means any database connection."""
-    if password:
-        _PASSWORDS[_identity(spec) if spec is not None else None] = password
-
-
-def connection(record):
-    params = {key: record.get(key, default) for key, default in CONN_DEFAULTS.items()}
-    params["db"] = record["db"]
-    params["login_password"] = _PASSWORDS.get(_identity(record)) or _PASSWORDS.get(None) or ""
-    return _pg.Conn(params)
 
 
 def _file_name(spec):
@@ -70,53 +58,42 @@ def _link_dump(src, dest):
             os.link(a, b)
 
 
-class DatabaseComponent:
+class DatabaseComponent(Component):
     name = "database"
+    declaration = declaration
+
+    def __init__(self, runtime=None):
+        super().__init__(runtime)
+        # Passwords of this call only, never in a record: a capture's login_password for its server, and a
+        # restore's database_password for any connection.
+        self._passwords = {}
+        if self.runtime.get("database_password"):
+            self._passwords[None] = self.runtime["database_password"]
+
+    def connection(self, record):
+        params = {key: record.get(key, default) for key, default in CONN_DEFAULTS.items()}
+        params["db"] = record["db"]
+        params["login_password"] = self._passwords.get(_identity(record)) or self._passwords.get(None) or ""
+        return _pg.Conn(params)
 
     # ---------------------------------------------------------------- spec
-    def normalize(self, spec, where="components.database"):
-        if not isinstance(spec, dict):
-            raise RollbackError("%s: expected a dict such as {db: app, login_host: 127.0.0.1}, got %r" % (where, spec))
-        allowed = set(CONN_DEFAULTS) | set(OPTION_DEFAULTS) | {"db", "login_password"}
-        unknown = sorted(set(spec) - allowed)
-        if unknown:
-            raise RollbackError("%s: unknown option %s; known options: %s" % (where, ", ".join(unknown),
-                                                                              ", ".join(sorted(allowed))))
+    def check_spec(self, spec, where):
         prefix = where + "."
-        if spec.get("db") is None:
-            raise RollbackError("%sdb: give the name of the database to capture, such as {db: app}" % prefix)
         out = {"db": spec["db"]}
         for key, default in list(CONN_DEFAULTS.items()) + list(OPTION_DEFAULTS.items()):
-            value = spec.get(key, default)
-            out[key] = list(default) if isinstance(default, list) and value is None else value
-        for key in ("port", "jobs", "connect_timeout", "compress"):
-            # Templated values arrive as strings ("5432"): plain ASCII digits are taken as the number.
-            if isinstance(out[key], str) and re.match(r"^[0-9]{1,9}$", out[key].strip()):
-                out[key] = int(out[key].strip())
-        password = spec.get("login_password")
-        if isinstance(password, int) and not isinstance(password, bool):
-            password = str(password)
-        _pg.check_connection(dict(out, login_password=password or ""), prefix)
+            value = spec.get(key)
+            out[key] = (list(default) if isinstance(default, list) else default) if value is None else value
+        password = spec.get("login_password") or ""
+        _pg.check_connection(dict(out, login_password=password), prefix)
         out.update(_pg_ops.check_dump_options(out, prefix))
-        if out["mode"] not in _pg_ops.MODES:
-            raise RollbackError("%smode: %r is not one of %s" % (prefix, out["mode"], ", ".join(_pg_ops.MODES)))
-        if not isinstance(out["block_writes"], bool):
-            raise RollbackError("%sblock_writes: %r is not true or false" % (prefix, out["block_writes"]))
         if out["bin_dir"] is not None:
             out["bin_dir"] = os.path.normpath(out["bin_dir"])
-        remember_password(out, password)
+        if password:
+            self._passwords[_identity(out)] = password
         return out
 
-    def runtime(self, extra, where="components.database"):
-        """Options for this run only, given with restore_point state=restored: login_password."""
-        unknown = sorted(set(extra) - {"login_password"})
-        if unknown:
-            raise RollbackError("%s: with state=restored only login_password can be given, not %s"
-                                % (where, ", ".join(unknown)))
-        remember_password(None, extra.get("login_password"))
-
     def check_capturable(self, spec):
-        conn = connection(spec)
+        conn = self.connection(spec)
         session = conn.connect()
         try:
             with session.cursor() as cur:
@@ -129,7 +106,7 @@ class DatabaseComponent:
 
     # ---------------------------------------------------------------- capture
     def capture(self, store, spec, point_id):
-        conn = connection(spec)
+        conn = self.connection(spec)
         directory = store.point_dumps_dir(point_id)
         name = _file_name(spec)
         path = os.path.join(directory, name)
@@ -164,7 +141,7 @@ class DatabaseComponent:
 
     def plan(self, store, record, point_id=""):
         files = self._files(store, record, point_id)
-        result = _pg_ops.restore(connection(record), files, mode=self._mode(record), check=True,
+        result = _pg_ops.restore(self.connection(record), files, mode=self._mode(record), check=True,
                                  expected_sha=record["sha256"])
         if not result["changed"]:
             return []
@@ -183,7 +160,7 @@ class DatabaseComponent:
         if not changes:
             return
         files = self._files(store, record, os.path.basename(os.path.dirname(changes[0]["path"])))
-        _pg_ops.restore(connection(record), files, mode=self._mode(record), jobs=record["jobs"],
+        _pg_ops.restore(self.connection(record), files, mode=self._mode(record), jobs=record["jobs"],
                         block_writes=record["block_writes"], safety_dest=None, expected_sha=record["sha256"],
                         revert=False)
 

@@ -14,14 +14,20 @@ from __future__ import annotations
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import docker as _docker
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._components import images as declaration
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.base import Component
 
 DEFAULT_WAIT = 120.0
 
 
-class ImagesComponent:
+class ImagesComponent(Component):
     name = "images"
+    declaration = declaration
+    previewable = True
 
-    def __init__(self):
+    def __init__(self, runtime=None):
+        super().__init__(runtime)
+        # Engine connections of this call only (one per docker_host), closed with the module process.
         self._clients = {}
 
     def client(self, record):
@@ -31,15 +37,11 @@ class ImagesComponent:
         return self._clients[host]
 
     # ---------------------------------------------------------------- spec
-    def normalize(self, spec, where="components.images"):
-        if isinstance(spec, (list, str)):
-            spec = {"refs": spec}
-        allowed = {"refs", "containers", "docker_host", "wait_timeout"}
-        if not isinstance(spec, dict) or set(spec) - allowed:
-            extra = sorted(str(k) for k in set(spec) - allowed) if isinstance(spec, dict) else []
-            raise RollbackError("%s: expected {refs: [app:latest], containers: by_image or [names], docker_host, "
-                                "wait_timeout} or a list of references, got %r%s"
-                                % (where, spec, "; unknown key %s" % ", ".join(extra) if extra else ""))
+    def normalize(self, spec, where=None):
+        # A list of references alone is the short form of {refs: [...]}.
+        return super().normalize({"refs": spec} if isinstance(spec, (list, str)) else spec, where)
+
+    def check_spec(self, spec, where):
         refs = spec.get("refs")
         if isinstance(refs, str):
             refs = [refs]

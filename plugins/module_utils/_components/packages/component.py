@@ -30,6 +30,8 @@ import os
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import apt as _apt
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pip as _pip
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
+from ansible_collections.fleetops.rollback.plugins.module_utils._components import packages as declaration
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.base import Component
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import private_dir
 
 
@@ -65,19 +67,21 @@ def _changes(record, preflight=False):
     return changes
 
 
-class PackagesComponent:
+class PackagesComponent(Component):
     name = "packages"
+    declaration = declaration
+    previewable = True
+    supports_select = True
 
     # ---------------------------------------------------------------- spec
-    def normalize(self, spec, where="components.packages"):
-        if not isinstance(spec, dict) or not spec or set(spec) - {"pip", "apt"}:
-            raise RollbackError("%s: expected {pip: [{virtualenv: /srv/app/venv, find_links: [...]}], apt: {names: [...]}}, "
-                                "got %s" % (where, _pip.shown(spec)))
+    def normalize(self, spec, where=None):
+        # One environment given as a dict is the short form of a list of one.
+        if isinstance(spec, dict) and isinstance(spec.get("pip"), dict):
+            spec = dict(spec, pip=[spec["pip"]])
+        return super().normalize(spec, where)
+
+    def check_spec(self, spec, where):
         envs = spec.get("pip") or []
-        if isinstance(envs, dict):
-            envs = [envs]
-        if not isinstance(envs, list):
-            raise RollbackError("%s.pip: give a list of environments, got %s" % (where, _pip.shown(envs)))
         out = {"pip": [_pip.normalize_env(env, "%s.pip[%d]" % (where, i)) for i, env in enumerate(envs)], "apt": None}
         seen = set()
         for index, env in enumerate(out["pip"]):

@@ -17,6 +17,8 @@ import stat
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._commands import run_validate, show_command
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path, check_program
+from ansible_collections.fleetops.rollback.plugins.module_utils._components import config as declaration
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.base import Component
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import CHUNK, describe_path, fsync_dir, sha256_file
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import (
     TEXT_LIMIT, is_secret_file, printable_text, redact_pair, short_digest)
@@ -144,15 +146,16 @@ def compare(root, wanted, current):
     return changes
 
 
-class ConfigComponent:
+class ConfigComponent(Component):
     name = "config"
+    declaration = declaration
+    previewable = True
+    supports_select = True
 
     # ---------------------------------------------------------------- spec
-    def normalize(self, spec, where="components.config"):
-        if not isinstance(spec, dict) or set(spec) - {"paths"}:
-            raise RollbackError("%s: expected {paths: [...]}, got %r" % (where, spec))
-        paths = spec.get("paths")
-        if not isinstance(paths, list) or not paths:
+    def check_spec(self, spec, where):
+        paths = spec["paths"]
+        if not paths:
             raise RollbackError("%s.paths: give a non-empty list of absolute paths, got %r" % (where, paths))
         out, seen = [], set()
         for index, item in enumerate(paths):

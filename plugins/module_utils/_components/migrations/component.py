@@ -17,6 +17,8 @@ import shlex
 import subprocess
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path, check_program
+from ansible_collections.fleetops.rollback.plugins.module_utils._components import migrations as declaration
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.base import Component
 from ansible_collections.fleetops.rollback.plugins.module_utils._commands import show_command
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_output
 
@@ -51,21 +53,12 @@ def _tail(text):
     return redact_output(text, limit=800)
 
 
-class MigrationsComponent:
+class MigrationsComponent(Component):
     name = "migrations"
+    declaration = declaration
+    previewable = True
 
-    def normalize(self, spec, where="components.migrations"):
-        if not isinstance(spec, dict):
-            raise RollbackError("%s: expected {current, downgrade, upgrade, chdir}, got %r" % (where, spec))
-        allowed = {"current", "downgrade", "upgrade", "chdir", "timeout", "revision_regex", "base"}
-        unknown = sorted(set(spec) - allowed)
-        if unknown:
-            raise RollbackError("%s: unknown option %s; known options: %s" % (where, ", ".join(unknown),
-                                                                              ", ".join(sorted(allowed))))
-        for key in ("current", "downgrade"):
-            if spec.get(key) is None:
-                raise RollbackError("%s.%s is required (for alembic: current: 'alembic current', downgrade: "
-                                    "'alembic downgrade %%s')" % (where, key))
+    def check_spec(self, spec, where):
         out = {"current": _argv(spec["current"], where + ".current"),
                "downgrade": _argv(spec["downgrade"], where + ".downgrade", placeholder=True),
                "upgrade": _argv(spec["upgrade"], where + ".upgrade", placeholder=True) if spec.get("upgrade") else None,
@@ -73,15 +66,13 @@ class MigrationsComponent:
                "revision_regex": spec.get("revision_regex") or DEFAULT_REGEX, "base": spec.get("base") or "base"}
         if out["chdir"] is not None:
             out["chdir"] = check_path(where + ".chdir", out["chdir"])
-        if isinstance(out["timeout"], bool) or not isinstance(out["timeout"], (int, float, str)):
-            raise RollbackError("%s.timeout: %r is not a number of seconds" % (where, out["timeout"]))
+        if not 0 < out["timeout"] <= 86400:
+            raise RollbackError("%s.timeout: %r is not a number of seconds between 1 and 86400" % (where, out["timeout"]))
         try:
-            out["timeout"] = int(out["timeout"])
-            if not 0 < out["timeout"] <= 86400:
-                raise ValueError("timeout %r is not between 1 and 86400 seconds" % out["timeout"])
             pattern = re.compile(out["revision_regex"], re.MULTILINE)
-        except (TypeError, ValueError, re.error) as err:
-            raise RollbackError("%s: bad timeout or revision_regex (%s)" % (where, err))
+        except re.error as err:
+            raise RollbackError("%s.revision_regex: %r is not a regular expression (%s)"
+                                % (where, out["revision_regex"], err))
         if "revision" not in pattern.groupindex:
             raise RollbackError("%s.revision_regex: %r needs a (?P<revision>...) group" % (where, out["revision_regex"]))
         return out

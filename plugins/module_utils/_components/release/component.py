@@ -9,7 +9,9 @@ import os
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._commands import run_validate, show_command
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path
-from ansible_collections.fleetops.rollback.plugins.module_utils._components.config import validate_argv
+from ansible_collections.fleetops.rollback.plugins.module_utils._components import release as declaration
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.base import Component
+from ansible_collections.fleetops.rollback.plugins.module_utils._components.config.component import validate_argv
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import fsync_dir
 
 
@@ -17,13 +19,13 @@ def _resolve(link_path, target):
     return os.path.normpath(os.path.join(os.path.dirname(link_path), target))
 
 
-class ReleaseComponent:
+class ReleaseComponent(Component):
     name = "release"
+    declaration = declaration
+    previewable = True
 
-    def normalize(self, spec, where="components.release"):
-        if not isinstance(spec, dict) or set(spec) - {"path", "validate"}:
-            raise RollbackError("%s: expected {path, validate}, got %r" % (where, spec))
-        path = check_path(where + ".path", spec.get("path"))
+    def check_spec(self, spec, where):
+        path = check_path(where + ".path", spec["path"])
         validate = spec.get("validate")
         if validate is not None:
             validate_argv(validate, where + ".validate", "the release directory")

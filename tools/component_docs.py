@@ -1,0 +1,154 @@
+"""Write the documentation that the component registry implies, so that no list of components is kept by hand.
+
+    python tools/component_docs.py           write the files
+    python tools/component_docs.py --check   exit 1 and name the files that differ (the unit tests run this)
+
+- plugins/doc_fragments/components.py: restore_point's `components` option (one suboption per registered component,
+  with its own options) and the options components read at restore time (database_password, ...).
+- plugins/doc_fragments/postgres.py: the connection options of pg_dump and pg_restore, which are the database
+  component's own.
+
+Option references in a component's descriptions (O(jobs)) are written relative to the component; in restore_point
+they become O(components.database.jobs).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, ".collections"))
+
+HEADER = '''# -*- coding: utf-8 -*-
+# Copyright: fleetops.rollback contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Written by tools/component_docs.py from the component registry (plugins/module_utils/_components): do not edit.
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+'''
+
+POSTGRES_NOTES = {
+    "notes": [
+        "C(pg_dump) and C(pg_restore) run as children that do not outlive the module (on Linux): a SIGTERM to the "
+        "module stops them before it reports, and they get SIGTERM from the kernel if the module is killed.",
+        "What the client tools and the server print is shown with the password and anything that looks like a secret "
+        "(C(password=...), credentials in URLs) redacted.",
+    ],
+    "requirements": [
+        "psycopg2 (C(psycopg2-binary) from PyPI) for the Python that runs the module on the host",
+        "the PostgreSQL client binaries C(pg_dump) and C(pg_restore)",
+    ],
+}
+
+
+def _registry():
+    from ansible_collections.fleetops.rollback.plugins.module_utils import _components  # pylint: disable=import-outside-toplevel
+    return _components
+
+
+def _relative(text, prefix, names):
+    """O(name) and O(name=value) of an option in `names` as O(prefix.name...)."""
+    def one(match):
+        return "O(%s%s%s)" % (prefix, match.group(1), match.group(2) or "") if match.group(1) in names else match.group(0)
+    return re.sub(r"O\(([A-Za-z_][A-Za-z0-9_]*)(=[^)]*)?\)", one, text)
+
+
+def _doc(options, prefix=""):
+    """An OPTIONS dict (argument spec with descriptions) as documentation."""
+    out = {}
+    for name, option in options.items():
+        entry = {"description": [_relative(line, prefix, options) for line in option.get("description") or []]}
+        for key in ("type", "elements", "required", "default", "choices", "aliases", "no_log"):
+            if key in option and key != "no_log" and not (key == "required" and not option[key]):
+                entry[key] = option[key]
+        if option.get("options"):
+            entry["suboptions"] = _doc(option["options"], prefix + name + ".")
+        out[name] = entry
+    return out
+
+
+class _Dumper(yaml.SafeDumper):
+    """Lists indented under their key, as the hand-written documentation of the other plugins is."""
+
+    def increase_indent(self, flow=False, indentless=False):
+        return super().increase_indent(flow, False)
+
+
+def _render(name, data):
+    text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=110, default_flow_style=False, allow_unicode=True)
+    return '    %s = r"""\n%s"""\n' % (name, text)
+
+
+def components_fragment():
+    registry = _registry()
+    suboptions = {}
+    for declaration in registry.REGISTRY:
+        prefix = "components.%s." % declaration.NAME
+        suboptions[declaration.NAME] = {
+            "description": ["%s%s." % (declaration.SUMMARY[0].upper(), declaration.SUMMARY[1:])],
+            "type": "dict",
+            "suboptions": _doc(declaration.OPTIONS, prefix),
+        }
+    runtime = {}
+    for declaration in registry.REGISTRY:
+        runtime.update(_doc(declaration.RUNTIME_OPTIONS))
+    options = {
+        "components": {
+            "description": [
+                "With O(state=present), what to capture: one entry per component, each with its own options.",
+                "Restores apply the components a point holds in this order: %s; a failed restore re-applies the "
+                "safety point in the reverse order." % ", ".join(registry.ORDER),
+            ],
+            "type": "dict",
+            "suboptions": suboptions,
+        },
+    }
+    options.update(runtime)
+    return HEADER + _render("DOCUMENTATION", {"options": options})
+
+
+def postgres_fragment():
+    database = _registry().DECLARATIONS["database"]
+    data = {"options": _doc(database.CONNECTION_OPTIONS)}
+    data.update(POSTGRES_NOTES)
+    return HEADER + _render("DOCUMENTATION", data)
+
+
+FILES = {
+    os.path.join("plugins", "doc_fragments", "components.py"): components_fragment,
+    os.path.join("plugins", "doc_fragments", "postgres.py"): postgres_fragment,
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only say which files differ")
+    args = parser.parse_args(argv)
+    stale = []
+    for rel, build in FILES.items():
+        path = os.path.join(ROOT, rel)
+        text = build()
+        current = open(path, encoding="utf-8").read() if os.path.exists(path) else None
+        if current == text:
+            continue
+        stale.append(rel)
+        if not args.check:
+            with open(path, "w", encoding="utf-8") as stream:
+                stream.write(text)
+    if args.check and stale:
+        print("out of date (run python tools/component_docs.py): %s" % ", ".join(stale))
+        return 1
+    for rel in stale if not args.check else ():
+        print("wrote %s" % rel)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
