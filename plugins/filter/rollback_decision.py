@@ -164,7 +164,7 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._decision import DecisionError, decide
+from ansible_collections.fleetops.rollback.plugins.module_utils._guard.decision import DecisionError, decide
 
 
 def rollback_decision(signals, matrix=None, replace=False):

@@ -28,8 +28,7 @@ options:
   reason:
     description: Why; recorded in the journal.
     type: str
-extends_documentation_fragment:
-  - fleetops.rollback.store
+extends_documentation_fragment: [fleetops.rollback.store, fleetops.rollback.attributes.platform]
 attributes:
   check_mode:
     support: full
@@ -40,10 +39,6 @@ attributes:
   idempotent:
     support: full
     description: A second restore of the same point finds nothing to change (C(changed=false)) and takes no safety point.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 seealso:
   - module: fleetops.rollback.config_snapshot
   - module: fleetops.rollback.restore_point

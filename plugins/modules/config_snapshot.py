@@ -30,8 +30,7 @@ options:
     type: str
     choices: [candidate, known_good]
     default: candidate
-extends_documentation_fragment:
-  - fleetops.rollback.store
+extends_documentation_fragment: [fleetops.rollback.store, fleetops.rollback.attributes.platform]
 attributes:
   check_mode:
     support: full
@@ -45,10 +44,6 @@ attributes:
     description:
       - With O(label), a capture whose content matches the newest point of that label reuses it (C(changed=false)).
       - Without O(label), every run captures a new point.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 seealso:
   - module: fleetops.rollback.config_restore
   - module: fleetops.rollback.restore_point

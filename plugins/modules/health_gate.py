@@ -32,136 +32,6 @@ options:
     description:
       - The checks of one target, the host the module runs on (named O(name)).
       - Mutually exclusive with O(targets); one of the two is required.
-    type: list
-    elements: dict
-    suboptions:
-      type:
-        description:
-          - The kind of check, one of V(http), V(tcp), V(command) or V(prometheus) (anything else fails with a
-            message naming the value).
-          - V(http) requests O(checks[].url) and checks the status, the body and the latency.
-          - V(tcp) opens a TCP connection to O(checks[].host):O(checks[].port).
-          - V(command) runs O(checks[].argv) (never through a shell) and checks its return code and output.
-          - V(prometheus) runs the instant query O(checks[].query) through the HTTP API (C(/api/v1/query)) of the
-            Prometheus server at O(checks[].url) and compares the value with O(checks[].max) and/or
-            O(checks[].min), or with the value of O(checks[].baseline_query) as a ratio (O(checks[].max_ratio)).
-            Give a threshold, a baseline ratio, or both (then both must pass).
-        type: str
-        required: true
-      request_timeout:
-        description:
-          - Seconds one sample of this check may take before it counts as failed. Greater than 0, at most 3600.
-          - Always capped by what is left of O(timeout).
-        type: float
-        default: 5.0
-      url:
-        description:
-          - For V(http) checks, required. The V(http://) or V(https://) URL to request.
-          - For V(prometheus) checks, required. The Prometheus server, for example V(http://prometheus:9090) (a path
-            prefix such as V(http://proxy/prometheus) is kept; C(/api/v1/query) is added).
-          - Redirects are followed; the proxy environment variables apply.
-          - Do not put credentials in the URL; send them in O(checks[].headers). A URL with credentials, a space or a
-            control character, non-ASCII characters in its path (percent-encode them), or a port that is not
-            1-65535 is refused before anything runs, with the password hidden.
-        type: str
-      method:
-        description:
-          - For V(http) checks. The HTTP method. Defaults to V(GET).
-        type: str
-      status:
-        description:
-          - For V(http) checks. The status codes that count as passing. Defaults to V([200]).
-        type: list
-        elements: int
-      body:
-        description:
-          - For V(http) checks. A regular expression that must match (search) the response body (its first MiB).
-        type: str
-      max_latency:
-        description:
-          - For V(http) checks. Seconds; a response that takes longer than this counts as a failed sample even
-            when its status and body are right.
-        type: float
-      headers:
-        description:
-          - For V(http) and V(prometheus) checks. Request headers, name to value (an C(Authorization) header for a
-            Prometheus behind a proxy, say).
-          - Header values are treated as secrets (C(no_log)) and never appear in results or logs. Ansible
-            masks every occurrence of a C(no_log) value in the output, so a short header value (like V(1))
-            masks that text wherever it appears in the result.
-        type: dict
-      validate_certs:
-        description:
-          - For V(http) and V(prometheus) checks. Whether to verify the server's TLS certificate. Defaults to V(true).
-        type: bool
-      host:
-        description:
-          - For V(tcp) checks. The host name or address to connect to. Defaults to V(127.0.0.1).
-          - A host name or an IP address only (IPv6 without brackets); a URL, a C(host:port) or anything else is
-            refused with a message saying what to give instead.
-        type: str
-      port:
-        description:
-          - For V(tcp) checks, required. The TCP port.
-        type: int
-      argv:
-        description:
-          - For V(command) checks, required. The program and its arguments, run directly, never through a shell;
-            C(;), C($(...)) and the like reach the program as text.
-          - A program path that is a FIFO, a device, a directory or a dangling link, a missing program whose name
-            holds a space (a shell line given as one item), or an argument with a NUL byte is refused before anything
-            runs. A program that is missing is a failed sample (it may be installed later).
-        type: list
-        elements: str
-      rc:
-        description:
-          - For V(command) checks. The return code that counts as passing. Defaults to V(0).
-          - 0 to 255, or minus the number of the signal that killed the command (V(-9) for SIGKILL).
-        type: int
-      stdout:
-        description:
-          - For V(command) checks. A regular expression that must match (search) the standard output.
-        type: str
-      query:
-        description:
-          - For V(prometheus) checks, required. A PromQL expression with an instant value, a scalar or a vector,
-            such as a sum of rates (see the examples).
-          - A range vector (C(metric[5m]) without a function) fails the sample with a message saying so.
-          - With O(checks[].max) or O(checks[].min), every series of the result must be within them (the worst
-            one is reported). With O(checks[].baseline_query), the query must return one value (aggregate it
-            with C(sum), C(max) or C(avg)).
-          - A NaN value (0/0, such as an error ratio without any traffic) counts as no data, see
-            O(checks[].on_empty). Appending "or vector(0)" to a sum of error rates turns "no errors yet" into 0.
-        type: str
-      max:
-        description:
-          - For V(prometheus) checks. The highest value that passes.
-        type: float
-      min:
-        description:
-          - For V(prometheus) checks. The lowest value that passes.
-        type: float
-      baseline_query:
-        description:
-          - For V(prometheus) checks. A PromQL expression giving the baseline, one value (the same measure over an
-            earlier window with C(offset), or on the hosts still on the known good release).
-          - The check passes when the value of O(checks[].query) divided by this is at most O(checks[].max_ratio).
-            A baseline of 0 gives a ratio of 1 when the value is 0 too, else an infinite one.
-          - Requires O(checks[].max_ratio).
-        type: str
-      max_ratio:
-        description:
-          - For V(prometheus) checks. The highest ratio of the value to the baseline that passes (V(1.5) allows
-            50% more than the baseline). Requires O(checks[].baseline_query).
-        type: float
-      on_empty:
-        description:
-          - For V(prometheus) checks. What a query that returns no data (no series, or only NaN) means, for
-            O(checks[].query) and O(checks[].baseline_query) alike.
-          - V(fail) (the default) fails the sample, since no data is no proof of health; V(pass) passes it;
-            V(zero) counts the missing value as 0 and compares that.
-        type: str
-        choices: [fail, pass, zero]
   name:
     description:
       - The name of the single target checked with O(checks), as it appears in the results.
@@ -171,86 +41,6 @@ options:
     description:
       - Several targets, polled concurrently, each with its own checks.
       - Mutually exclusive with O(checks); one of the two is required.
-    type: list
-    elements: dict
-    suboptions:
-      name:
-        description:
-          - The target's name (usually the inventory host name); unique among the targets.
-        type: str
-        required: true
-      checks:
-        description:
-          - The target's checks, a non-empty list with the same options as O(checks).
-        type: list
-        elements: dict
-        required: true
-        suboptions:
-          type:
-            description: The kind of check, see O(checks[].type).
-            type: str
-            required: true
-          request_timeout:
-            description: See O(checks[].request_timeout).
-            type: float
-            default: 5.0
-          url:
-            description: See O(checks[].url).
-            type: str
-          method:
-            description: See O(checks[].method).
-            type: str
-          status:
-            description: See O(checks[].status).
-            type: list
-            elements: int
-          body:
-            description: See O(checks[].body).
-            type: str
-          max_latency:
-            description: See O(checks[].max_latency).
-            type: float
-          headers:
-            description: See O(checks[].headers); treated as secrets.
-            type: dict
-          validate_certs:
-            description: See O(checks[].validate_certs).
-            type: bool
-          host:
-            description: See O(checks[].host).
-            type: str
-          port:
-            description: See O(checks[].port).
-            type: int
-          argv:
-            description: See O(checks[].argv).
-            type: list
-            elements: str
-          rc:
-            description: See O(checks[].rc).
-            type: int
-          stdout:
-            description: See O(checks[].stdout).
-            type: str
-          query:
-            description: See O(checks[].query).
-            type: str
-          max:
-            description: See O(checks[].max).
-            type: float
-          min:
-            description: See O(checks[].min).
-            type: float
-          baseline_query:
-            description: See O(checks[].baseline_query).
-            type: str
-          max_ratio:
-            description: See O(checks[].max_ratio).
-            type: float
-          on_empty:
-            description: See O(checks[].on_empty).
-            type: str
-            choices: [fail, pass, zero]
   interval:
     description:
       - Seconds between the starts of two rounds of a target. Must be greater than 0 and at most 604800 (a week).
@@ -284,22 +74,15 @@ options:
         does this to fail exactly the hosts that did not recover).
     type: bool
     default: true
+extends_documentation_fragment:
+  - fleetops.rollback.health_checks
+  - fleetops.rollback.health_checks.checks
+  - fleetops.rollback.attributes
+  - fleetops.rollback.attributes.observer
+  - fleetops.rollback.attributes.platform
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
     details: The module only observes, so check mode runs the checks as usual.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
-  idempotent:
-    description: When run twice in a row outside check mode with the same arguments, the second invocation
-      indicates no change.
-    support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 notes:
   - >-
     Input is validated before anything runs; a bad option fails with a message naming the option and
@@ -479,15 +262,12 @@ samples:
 """
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError, url_credentials
-from ansible_collections.fleetops.rollback.plugins.module_utils._health import (
-    CHECK_OPTIONS,
-    HEALTHY,
-    HealthInputError,
-    failure_message,
-    parse_policy,
-    parse_targets,
-    poll,
-)
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.inputs import HealthInputError
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.parse import parse_targets
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.policy import parse_policy
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.poll import poll
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.schema import CHECK_OPTIONS
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.verdict import HEALTHY, failure_message
 
 
 class HealthGate(ModuleBase):

@@ -106,10 +106,8 @@ attributes:
   idempotent:
     support: full
     description: When every tag already points at O(name) and every selected container runs it, nothing changes.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
+extends_documentation_fragment:
+  - fleetops.rollback.attributes.platform
 requirements:
   - Docker SDK for Python (C(docker)) on the host, unless O(registry) is used.
 notes:

@@ -128,8 +128,7 @@ options:
   reason:
     description: Why; recorded in the journal of a restore from a point.
     type: str
-extends_documentation_fragment:
-  - fleetops.rollback.store
+extends_documentation_fragment: [fleetops.rollback.store, fleetops.rollback.attributes.platform]
 attributes:
   check_mode:
     support: full
@@ -146,10 +145,6 @@ attributes:
       - A restore of an environment that already matches reports C(changed=false); so does a repeated O(dest) and a
         capture with a O(label) whose newest point holds the same versions.
       - A capture into the store without O(label) is a new point every time.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 notes:
   - pip resolves every requirement before it installs anything, so a version that cannot be found, or a download or
     build that fails, leaves the environment untouched; the module re-lists it to prove that.

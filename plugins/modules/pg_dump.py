@@ -79,8 +79,7 @@ options:
       - With an up-to-date O(dest) (nothing dumped), the existing dump is verified.
     type: bool
     default: false
-extends_documentation_fragment:
-  - fleetops.rollback.postgres
+extends_documentation_fragment: [fleetops.rollback.postgres, fleetops.rollback.attributes.platform]
 attributes:
   check_mode:
     support: full
@@ -91,10 +90,6 @@ attributes:
   idempotent:
     support: full
     description: A dump that is still up to date is not taken again (C(changed=false)).
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 notes:
   - The dump holds the database's data; it is written 0600 (directories 0700).
 seealso:

@@ -67,8 +67,7 @@ options:
     description: Only verify the dump by a scratch restore and row count comparison; O(db) is not touched.
     type: bool
     default: false
-extends_documentation_fragment:
-  - fleetops.rollback.postgres
+extends_documentation_fragment: [fleetops.rollback.postgres, fleetops.rollback.attributes.platform]
 attributes:
   check_mode:
     support: full
@@ -81,10 +80,6 @@ attributes:
   idempotent:
     support: full
     description: A second restore of the same dump reports C(changed=false) when nothing was written in between.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 notes:
   - "How a restore knows it has nothing to do: right after a restore (and when the dump is taken) the state of the
     database is recorded: the server's system identifier, the database's oid, a fingerprint of its schema (objects,

@@ -101,6 +101,7 @@ options:
 extends_documentation_fragment:
   - fleetops.rollback.store
   - fleetops.rollback.components
+  - fleetops.rollback.attributes.platform
 attributes:
   check_mode:
     support: full
@@ -118,10 +119,6 @@ attributes:
       - O(state=present) with O(label) reuses the newest point of that label when it holds the same state
         (C(changed=false)); without O(label) every capture is a new point.
       - Marking a point with the status it has, and pruning to O(keep) points twice, change nothing the second time.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 notes:
   - The store holds copies of config files, secrets included. It is created 0700 and its files 0600.
   - A directory restore also removes files that were not there at capture; they are kept in the safety point first.

@@ -26,8 +26,7 @@ options:
     description: How many of the newest journal events to return (C(0) for none).
     type: int
     default: 0
-extends_documentation_fragment:
-  - fleetops.rollback.store
+extends_documentation_fragment: [fleetops.rollback.store, fleetops.rollback.attributes.platform]
 attributes:
   check_mode:
     support: full
@@ -38,10 +37,6 @@ attributes:
   idempotent:
     support: full
     description: Read only; always C(changed=false).
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 seealso:
   - module: fleetops.rollback.restore_point
 """

@@ -84,10 +84,8 @@ attributes:
     description:
       - Every call appends a new event; it is an audit record of this run, not state, so the result always says
         C(changed=false).
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
+extends_documentation_fragment:
+  - fleetops.rollback.attributes.platform
 notes:
   - The journal is created 0600 in the store (0700).
 seealso:

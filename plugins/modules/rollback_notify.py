@@ -123,10 +123,8 @@ attributes:
   idempotent:
     support: none
     description: Every call posts again. Posting changes nothing on any host, so the result says C(changed=false).
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
+extends_documentation_fragment:
+  - fleetops.rollback.attributes.platform
 notes:
   - Runs wherever it is delegated; the role runs it on the controller (C(delegate_to=localhost)) once per play.
 seealso:

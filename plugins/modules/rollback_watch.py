@@ -62,86 +62,8 @@ options:
     default: skip
   targets:
     description:
-      - The hosts to health-check every round, each with a C(name) and C(checks) as in the
-        P(fleetops.rollback.health_gate#module) module's O(fleetops.rollback.health_gate#module:targets) option.
-    type: list
-    elements: dict
-    suboptions:
-      name:
-        description: The target's name (usually the inventory host name); unique among the targets.
-        type: str
-        required: true
-      checks:
-        description: The target's checks (C(http), C(tcp), C(command) or C(prometheus)), see the health_gate module.
-        type: list
-        elements: dict
-        required: true
-        suboptions:
-          type:
-            description: See O(fleetops.rollback.health_gate#module:checks[].type).
-            type: str
-            required: true
-          request_timeout:
-            description: See O(fleetops.rollback.health_gate#module:checks[].request_timeout).
-            type: float
-            default: 5.0
-          url:
-            description: See O(fleetops.rollback.health_gate#module:checks[].url).
-            type: str
-          method:
-            description: See O(fleetops.rollback.health_gate#module:checks[].method).
-            type: str
-          status:
-            description: See O(fleetops.rollback.health_gate#module:checks[].status).
-            type: list
-            elements: int
-          body:
-            description: See O(fleetops.rollback.health_gate#module:checks[].body).
-            type: str
-          max_latency:
-            description: See O(fleetops.rollback.health_gate#module:checks[].max_latency).
-            type: float
-          headers:
-            description: See O(fleetops.rollback.health_gate#module:checks[].headers).
-            type: dict
-          validate_certs:
-            description: See O(fleetops.rollback.health_gate#module:checks[].validate_certs).
-            type: bool
-          host:
-            description: See O(fleetops.rollback.health_gate#module:checks[].host).
-            type: str
-          port:
-            description: See O(fleetops.rollback.health_gate#module:checks[].port).
-            type: int
-          argv:
-            description: See O(fleetops.rollback.health_gate#module:checks[].argv).
-            type: list
-            elements: str
-          rc:
-            description: See O(fleetops.rollback.health_gate#module:checks[].rc).
-            type: int
-          stdout:
-            description: See O(fleetops.rollback.health_gate#module:checks[].stdout).
-            type: str
-          query:
-            description: See O(fleetops.rollback.health_gate#module:checks[].query).
-            type: str
-          max:
-            description: See O(fleetops.rollback.health_gate#module:checks[].max).
-            type: float
-          min:
-            description: See O(fleetops.rollback.health_gate#module:checks[].min).
-            type: float
-          baseline_query:
-            description: See O(fleetops.rollback.health_gate#module:checks[].baseline_query).
-            type: str
-          max_ratio:
-            description: See O(fleetops.rollback.health_gate#module:checks[].max_ratio).
-            type: float
-          on_empty:
-            description: See O(fleetops.rollback.health_gate#module:checks[].on_empty).
-            type: str
-            choices: [fail, pass, zero]
+      - The hosts to health-check every round, each with a name and its checks (the checks of the
+        P(fleetops.rollback.health_gate#module) module).
   failures:
     description:
       - Failing health rounds in a row a target may have before it counts as failing. The default 2 makes a target
@@ -174,22 +96,14 @@ options:
     description: Seconds one query or one health check may take. Greater than 0, at most 3600.
     type: float
     default: 5
+extends_documentation_fragment:
+  - fleetops.rollback.health_checks
+  - fleetops.rollback.attributes
+  - fleetops.rollback.attributes.observer
+  - fleetops.rollback.attributes.platform
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
     details: The module only observes, so check mode watches as usual.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
-  idempotent:
-    description: When run twice in a row outside check mode with the same arguments, the second invocation
-      indicates no change.
-    support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 notes:
   - Run it once for the fleet from the controller (C(run_once), C(delegate_to=localhost)); the guard playbook does.
   - Bad input (an unknown signal, a bad rule, a check without its required options, a O(prometheus_url) that is not
@@ -313,8 +227,8 @@ history:
 """
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import ModuleBase, RollbackError, url_credentials
-from ansible_collections.fleetops.rollback.plugins.module_utils._health import CHECK_OPTIONS
-from ansible_collections.fleetops.rollback.plugins.module_utils._watch import ON_EMPTY, Watch, WatchInputError
+from ansible_collections.fleetops.rollback.plugins.module_utils._guard.watch import ON_EMPTY, Watch, WatchInputError
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.schema import CHECK_OPTIONS
 
 
 class RollbackWatch(ModuleBase):

@@ -17,7 +17,7 @@ sys.path.insert(0, ROOT)
 
 from tools import fleet as local_fleet  # noqa: E402  pylint: disable=wrong-import-position
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._health import parse_check  # noqa: E402
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.parse import parse_check  # noqa: E402
 
 GUARD = os.path.join(ROOT, "playbooks", "guard.yml")
 RATE = 4  # requests a second to every host

@@ -3,7 +3,6 @@ and backoff against a real HTTP server on 127.0.0.1 (tests/integration/webhook_r
 
 import json
 import os
-import socket
 import sys
 from datetime import datetime, timezone
 
@@ -13,7 +12,9 @@ from ansible_collections.fleetops.rollback.plugins.module_utils import _notify
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import REDACTED
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
+# The test servers shared with the integration tests live in tests/integration.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "integration"))
+from health_endpoints import closed_port  # noqa: E402  pylint: disable=wrong-import-position
 from webhook_receiver import Receiver  # noqa: E402  pylint: disable=wrong-import-position
 
 NOW = datetime(2026, 11, 22, 3, 15, tzinfo=timezone.utc)
@@ -23,12 +24,6 @@ NOW = datetime(2026, 11, 22, 3, 15, tzinfo=timezone.utc)
 def receiver():
     with Receiver() as served:
         yield served
-
-
-def closed_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------------- payload

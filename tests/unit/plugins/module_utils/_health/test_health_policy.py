@@ -5,16 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.fleetops.rollback.plugins.module_utils import _health
-from ansible_collections.fleetops.rollback.plugins.module_utils._health import (
-    HEALTHY,
-    TIMEOUT,
-    UNHEALTHY,
-    HealthInputError,
-    Streak,
-    parse_policy,
-    parse_targets,
-)
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.inputs import HealthInputError
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.parse import Target, parse_targets
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.policy import Streak, parse_policy
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.verdict import HEALTHY, TIMEOUT, UNHEALTHY, build_report, failure_message
 
 
 def reference_verdict(rounds, successes, failures):
@@ -159,7 +153,7 @@ def test_http_defaults():
 
 class _FakeRun:
     def __init__(self, name, verdict, seconds, last_error=None):
-        self.target = _health.Target(name, [])
+        self.target = Target(name, [])
         self.verdict = verdict
         self.seconds = seconds
         self._error = last_error
@@ -176,7 +170,7 @@ class _FakeRun:
 ])
 def test_report_takes_the_worst_verdict(verdicts, overall):
     runs = [_FakeRun("t%d" % i, v, 1.0 + i, last_error="boom %d" % i) for i, v in enumerate(verdicts)]
-    report = _health.build_report(runs)
+    report = build_report(runs)
     assert report["verdict"] == overall
     assert report["seconds"] == 1.0 + len(verdicts) - 1
     assert report["healthy_targets"] == ["t%d" % i for i, v in enumerate(verdicts) if v == HEALTHY]
@@ -186,7 +180,7 @@ def test_report_takes_the_worst_verdict(verdicts, overall):
 def test_failure_message_names_each_unhealthy_target_and_its_error():
     runs = [_FakeRun("web1", HEALTHY, 1.0), _FakeRun("web2", UNHEALTHY, 2.0, "status 500, expected 200"),
             _FakeRun("web3", TIMEOUT, 3.0, "timed out after 5s")]
-    message = _health.failure_message(_health.build_report(runs))
+    message = failure_message(build_report(runs))
     assert "2 of 3 targets not healthy" in message
     assert "web2 (unhealthy after 4 rounds: status 500, expected 200)" in message
     assert "web3 (timeout after 4 rounds: timed out after 5s)" in message
@@ -195,6 +189,6 @@ def test_failure_message_names_each_unhealthy_target_and_its_error():
 
 def test_failure_message_stays_bounded_for_a_large_fleet():
     runs = [_FakeRun("web%d" % i, UNHEALTHY, 1.0, "down") for i in range(120)]
-    message = _health.failure_message(_health.build_report(runs), limit=50)
+    message = failure_message(build_report(runs), limit=50)
     assert "web49 " in message and "web50 " not in message
     assert "and 70 more (see unhealthy_targets)" in message

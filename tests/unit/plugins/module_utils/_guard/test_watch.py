@@ -3,28 +3,22 @@ Prometheus side runs against a real Prometheus in tests/integration/test_guard.p
 from __future__ import annotations
 
 import os
-import socket
 import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
+# The test servers shared with the integration tests live in tests/integration.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "integration"))
 
-from health_endpoints import HealthEndpoints  # noqa: E402
+from health_endpoints import HealthEndpoints, closed_port  # noqa: E402
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._watch import Watch, WatchInputError  # noqa: E402
+from ansible_collections.fleetops.rollback.plugins.module_utils._guard.watch import Watch, WatchInputError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def server():
     with HealthEndpoints() as endpoints:
         yield endpoints
-
-
-def closed_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def target(server, name, path):

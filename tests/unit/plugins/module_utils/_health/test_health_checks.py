@@ -8,11 +8,12 @@ import time
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
+# The test servers shared with the integration tests live in tests/integration.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "integration"))
 
 from health_endpoints import HealthEndpoints, Listener, closed_port  # noqa: E402
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._health import parse_check  # noqa: E402
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.parse import parse_check  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._health import (
-    HealthInputError,
-    PrometheusCheck,
-    parse_check,
-    query_url,
-)
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.inputs import HealthInputError
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.parse import parse_check
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.prometheus import PrometheusCheck, query_url
 
 URL = "http://127.0.0.1:9090"
 

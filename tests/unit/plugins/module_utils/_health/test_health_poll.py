@@ -11,19 +11,15 @@ import time
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
+# The test servers shared with the integration tests live in tests/integration.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "integration"))
 
 from health_endpoints import HealthEndpoints, closed_port  # noqa: E402
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._health import (  # noqa: E402
-    HEALTHY,
-    SAMPLES_KEPT,
-    TIMEOUT,
-    UNHEALTHY,
-    parse_policy,
-    parse_targets,
-    poll,
-)
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.parse import parse_targets  # noqa: E402
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.policy import parse_policy  # noqa: E402
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.poll import SAMPLES_KEPT, poll  # noqa: E402
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.verdict import HEALTHY, TIMEOUT, UNHEALTHY  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ the end of the window, never a fixed sleep):
 * every target's health checks run once (the checks of `health_gate`); a target whose checks fail more
   than `failures` rounds in a row is failing, which gives `health_failures`, `health_failure_ratio`,
   `unavailable_seconds` (the longest current run of failing rounds) and `hosts`;
-* the static `signals` are added, and `_decision.decide()` rules on the lot.
+* the static `signals` are added, and `decision.decide()` rules on the lot.
 
 The watch ends at the first round whose decision is not `none`, or when no round fits in the window.
 """
@@ -19,33 +19,36 @@ The watch ends at the first round whose decision is not `none`, or when no round
 from __future__ import annotations
 
 import collections
-import math
 import time
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._decision import (
+from ansible_collections.fleetops.rollback.plugins.module_utils._guard.decision import (
     NONE,
     DecisionError,
     build_matrix,
     decide,
     normalize_signals,
 )
-from ansible_collections.fleetops.rollback.plugins.module_utils._health import (
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.inputs import (
+    HealthInputError,
+    number,
+    parse_headers,
+    parse_query,
+    parse_url,
+)
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.parse import parse_targets
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.policy import MAX_TIMEOUT
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.poll import MAX_WORKERS, run_round
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.prometheus import (
+    PrometheusError,
+    finite_values,
+    prometheus_query,
+)
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.schema import (
     DEFAULT_REQUEST_TIMEOUT,
     MAX_REQUEST_TIMEOUT,
-    MAX_TIMEOUT,
-    MAX_WORKERS,
-    HealthInputError,
-    PrometheusError,
-    WorkerPool,
-    _finite_values,
-    _parse_headers,
-    _show,
-    parse_query,
-    parse_targets,
-    parse_url,
-    prometheus_query,
-    run_round,
 )
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.text import show
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.workers import WorkerPool
 
 HEALTH_SIGNALS = ("health_failures", "health_failure_ratio", "unavailable_seconds", "hosts")
 ON_EMPTY = ("skip", "zero")
@@ -62,22 +65,11 @@ def _r(seconds, digits=3):
     return round(seconds, digits)
 
 
-def _positive(value, where, maximum, minimum_exclusive=0.0):
-    if isinstance(value, bool):
-        raise WatchInputError("%s: %s is not a number" % (where, _show(value)))
+def _seconds(value, where, maximum):
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise WatchInputError("%s: %s is not a number" % (where, _show(value))) from None
-    except OverflowError:
-        number = math.inf  # an integer too large for a float
-    if math.isnan(number) or math.isinf(number):
-        raise WatchInputError("%s: %s is not a finite number" % (where, _show(value)))
-    if number <= minimum_exclusive:
-        raise WatchInputError("%s: %s must be greater than %s" % (where, _show(value), minimum_exclusive))
-    if number > maximum:
-        raise WatchInputError("%s: %s is more than %d seconds; give a smaller number" % (where, _show(value), maximum))
-    return number
+        return number(value, where, minimum=0, maximum=maximum, unit=" seconds")
+    except HealthInputError as err:
+        raise WatchInputError(str(err)) from None
 
 
 class Watch:
@@ -86,14 +78,14 @@ class Watch:
     def __init__(self, queries=None, prometheus_url=None, prometheus_headers=None, validate_certs=True,
                  targets=None, signals=None, window=300.0, interval=5.0, failures=2, matrix=None,
                  matrix_replace=False, request_timeout=DEFAULT_REQUEST_TIMEOUT, on_empty="skip"):
-        self.window = _positive(window, "window", MAX_TIMEOUT)
-        self.interval = _positive(interval, "interval", MAX_TIMEOUT)
-        self.request_timeout = _positive(request_timeout, "request_timeout", MAX_REQUEST_TIMEOUT)
+        self.window = _seconds(window, "window", MAX_TIMEOUT)
+        self.interval = _seconds(interval, "interval", MAX_TIMEOUT)
+        self.request_timeout = _seconds(request_timeout, "request_timeout", MAX_REQUEST_TIMEOUT)
         if isinstance(failures, bool) or not isinstance(failures, int) or failures < 0:
-            raise WatchInputError("failures: %s is not a whole number, 0 or more" % _show(failures))
+            raise WatchInputError("failures: %s is not a whole number, 0 or more" % show(failures))
         self.failures = failures
         if on_empty not in ON_EMPTY:
-            raise WatchInputError("on_empty: %s is not one of %s" % (_show(on_empty), ", ".join(ON_EMPTY)))
+            raise WatchInputError("on_empty: %s is not one of %s" % (show(on_empty), ", ".join(ON_EMPTY)))
         self.on_empty = on_empty
         try:
             self.rules, self.kinds = build_matrix(matrix, matrix_replace)
@@ -104,12 +96,12 @@ class Watch:
 
         queries = queries or {}
         if not isinstance(queries, dict):
-            raise WatchInputError("queries: %s is not a dictionary of signal name -> PromQL query" % _show(queries))
+            raise WatchInputError("queries: %s is not a dictionary of signal name -> PromQL query" % show(queries))
         self.queries = {}
         for name, query in queries.items():
             if name not in self.kinds:
                 raise WatchInputError("queries: unknown signal %s; known signals: %s; a matrix rule can introduce "
-                                      "a new one" % (_show(name), ", ".join(sorted(self.kinds))))
+                                      "a new one" % (show(name), ", ".join(sorted(self.kinds))))
             if name in HEALTH_SIGNALS and targets:
                 raise WatchInputError("queries.%s: the health checks of targets measure this signal; do not query "
                                       "it too" % name)
@@ -126,7 +118,7 @@ class Watch:
                                       "http://prometheus:9090)")
             try:
                 self.prometheus_url = parse_url(prometheus_url, "prometheus_url", "prometheus")
-                self.headers = _parse_headers({"headers": prometheus_headers or {}}, "prometheus_headers")
+                self.headers = parse_headers({"headers": prometheus_headers or {}}, "prometheus_headers")
             except HealthInputError as err:
                 raise WatchInputError(str(err)) from None
 
@@ -156,8 +148,8 @@ class Watch:
     def _query(self, name, query):
         """(value or None, error or None) of one signal's query."""
         try:
-            values = _finite_values(prometheus_query(self.prometheus_url, query, self.request_timeout,
-                                                     self.headers, self.validate_certs))
+            values = finite_values(prometheus_query(self.prometheus_url, query, self.request_timeout,
+                                                    self.headers, self.validate_certs))
         except PrometheusError as err:
             return None, str(err)
         if not values:

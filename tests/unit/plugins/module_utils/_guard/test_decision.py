@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._decision import (
+from ansible_collections.fleetops.rollback.plugins.module_utils._guard.decision import (
     DEFAULT_MATRIX,
     SEVERITY,
     SIGNALS,
@@ -13,8 +13,6 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._decision import
     build_matrix,
     decide,
 )
-from ansible_collections.fleetops.rollback.plugins.filter.rollback_decision import FilterModule
-from ansible.errors import AnsibleFilterError
 
 # Each default rule: signals that make it the deciding rule, the decision, a sentence fragment of the reason,
 # and signals just on the safe side of its threshold (the rule must not match them).
@@ -268,14 +266,6 @@ def test_bad_matrix_names_the_rule_and_value(matrix, message):
     with pytest.raises(DecisionError) as err:
         decide({}, matrix)
     assert message in str(err.value), str(err.value)
-
-
-def test_filter_raises_ansible_filter_error():
-    flt = FilterModule().filters()["rollback_decision"]
-    assert flt({"error_rate": 0.2})["decision"] == "immediate"
-    assert flt({"error_rate": 0.2}, matrix=[{"id": "error-rate-high", "threshold": 0.25}])["decision"] == "none"
-    with pytest.raises(AnsibleFilterError, match=r"rollback_decision: signals: unknown signal 'latency' \(value 3\)"):
-        flt({"latency": 3})
 
 
 # ---------------------------------------------------------------------------------------- properties

@@ -1,0 +1,187 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleetops.rollback contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+
+class ModuleDocFragment:
+    # Several targets, each with its checks (health_gate and rollback_watch); a module gives the description of
+    # O(targets) when it says more than this one.
+    # The keys of a check are written here, once. Their names, types and the check types that take them are declared
+    # in module_utils/_health/schema.py (the argument spec derives from it); a unit test fails when the two disagree.
+    # A key of a check type starts "For V(<type>) checks" (", required" when the type requires it) and names its
+    # default there.
+    DOCUMENTATION = r"""
+options:
+  targets:
+    description:
+      - Several targets, each with a name and its own checks.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description:
+          - The target's name (usually the inventory host name); unique among the targets.
+        type: str
+        required: true
+      checks:
+        description:
+          - The target's checks, a non-empty list; each has a O(targets[].checks[].type) and the keys of that type.
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          type:
+            description:
+              - The kind of check, one of V(http), V(tcp), V(command) or V(prometheus) (anything else fails with a
+                message naming the value).
+              - V(http) requests O(targets[].checks[].url) and checks the status, the body and the latency.
+              - V(tcp) opens a TCP connection to O(targets[].checks[].host):O(targets[].checks[].port).
+              - V(command) runs O(targets[].checks[].argv) (never through a shell) and checks its return code and
+                output.
+              - V(prometheus) runs the instant query O(targets[].checks[].query) through the HTTP API
+                (C(/api/v1/query)) of the Prometheus server at O(targets[].checks[].url) and compares the value with
+                O(targets[].checks[].max) and/or O(targets[].checks[].min), or with the value of
+                O(targets[].checks[].baseline_query) as a ratio (O(targets[].checks[].max_ratio)). Give a threshold, a
+                baseline ratio, or both (then both must pass).
+            type: str
+            required: true
+          request_timeout:
+            description:
+              - Seconds one sample of this check may take before it counts as failed. Greater than 0, at most 3600.
+              - Always capped by the time the module has left (the O(fleetops.rollback.health_gate#module:timeout) of
+                health_gate, the round's O(fleetops.rollback.rollback_watch#module:request_timeout) of
+                rollback_watch).
+            type: float
+            default: 5.0
+          url:
+            description:
+              - For V(http) checks, required. The V(http://) or V(https://) URL to request.
+              - For V(prometheus) checks, required. The Prometheus server, for example V(http://prometheus:9090) (a
+                path prefix such as V(http://proxy/prometheus) is kept; C(/api/v1/query) is added).
+              - Redirects are followed; the proxy environment variables apply.
+              - Do not put credentials in the URL; send them in O(targets[].checks[].headers). A URL with credentials,
+                a space or a control character, non-ASCII characters in its path (percent-encode them), or a port that
+                is not 1-65535 is refused before anything runs, with the password hidden.
+            type: str
+          method:
+            description:
+              - For V(http) checks. The HTTP method. Defaults to V(GET).
+            type: str
+          status:
+            description:
+              - For V(http) checks. The status codes that count as passing. Defaults to V([200]).
+            type: list
+            elements: int
+          body:
+            description:
+              - For V(http) checks. A regular expression that must match (search) the response body (its first MiB).
+            type: str
+          max_latency:
+            description:
+              - For V(http) checks. Seconds; a response that takes longer than this counts as a failed sample even
+                when its status and body are right.
+            type: float
+          headers:
+            description:
+              - For V(http) and V(prometheus) checks. Request headers, name to value (an C(Authorization) header for a
+                Prometheus behind a proxy, say).
+              - Header values are treated as secrets (C(no_log)) and never appear in results or logs. Ansible
+                masks every occurrence of a C(no_log) value in the output, so a short header value (like V(1))
+                masks that text wherever it appears in the result.
+            type: dict
+          validate_certs:
+            description:
+              - For V(http) and V(prometheus) checks. Whether to verify the server's TLS certificate. Defaults to
+                V(true).
+            type: bool
+          host:
+            description:
+              - For V(tcp) checks. The host name or address to connect to. Defaults to V(127.0.0.1).
+              - A host name or an IP address only (IPv6 without brackets); a URL, a C(host:port) or anything else is
+                refused with a message saying what to give instead.
+            type: str
+          port:
+            description:
+              - For V(tcp) checks, required. The TCP port.
+            type: int
+          argv:
+            description:
+              - For V(command) checks, required. The program and its arguments, run directly, never through a shell;
+                C(;), C($(...)) and the like reach the program as text.
+              - A program path that is a FIFO, a device, a directory or a dangling link, a missing program whose name
+                holds a space (a shell line given as one item), or an argument with a NUL byte is refused before
+                anything runs. A program that is missing is a failed sample (it may be installed later).
+            type: list
+            elements: str
+          rc:
+            description:
+              - For V(command) checks. The return code that counts as passing. Defaults to V(0).
+              - 0 to 255, or minus the number of the signal that killed the command (V(-9) for SIGKILL).
+            type: int
+          stdout:
+            description:
+              - For V(command) checks. A regular expression that must match (search) the standard output.
+            type: str
+          query:
+            description:
+              - For V(prometheus) checks, required. A PromQL expression with an instant value, a scalar or a vector,
+                such as a sum of rates.
+              - A range vector (C(metric[5m]) without a function) fails the sample with a message saying so.
+              - With O(targets[].checks[].max) or O(targets[].checks[].min), every series of the result must be within
+                them (the worst one is reported). With O(targets[].checks[].baseline_query), the query must return one
+                value (aggregate it with C(sum), C(max) or C(avg)).
+              - A NaN value (0/0, such as an error ratio without any traffic) counts as no data, see
+                O(targets[].checks[].on_empty). Appending "or vector(0)" to a sum of error rates turns "no errors yet"
+                into 0.
+            type: str
+          max:
+            description:
+              - For V(prometheus) checks. The highest value that passes.
+            type: float
+          min:
+            description:
+              - For V(prometheus) checks. The lowest value that passes.
+            type: float
+          baseline_query:
+            description:
+              - For V(prometheus) checks. A PromQL expression giving the baseline, one value (the same measure over an
+                earlier window with C(offset), or on the hosts still on the known good release).
+              - The check passes when the value of O(targets[].checks[].query) divided by this is at most
+                O(targets[].checks[].max_ratio). A baseline of 0 gives a ratio of 1 when the value is 0 too, else an
+                infinite one.
+              - Requires O(targets[].checks[].max_ratio).
+            type: str
+          max_ratio:
+            description:
+              - For V(prometheus) checks. The highest ratio of the value to the baseline that passes (V(1.5) allows
+                50% more than the baseline). Requires O(targets[].checks[].baseline_query).
+            type: float
+          on_empty:
+            description:
+              - For V(prometheus) checks. What a query that returns no data (no series, or only NaN) means, for
+                O(targets[].checks[].query) and O(targets[].checks[].baseline_query) alike.
+              - V(fail) (the default) fails the sample, since no data is no proof of health; V(pass) passes it;
+                V(zero) counts the missing value as 0 and compares that.
+            type: str
+            choices: [fail, pass, zero]
+"""
+
+
+def _one_target(documentation):
+    """The checks of one target, O(checks): the keys of a target's checks, their references moved to O(checks[])."""
+    keys = yaml.safe_load(documentation)["options"]["targets"]["suboptions"]["checks"]["suboptions"]
+    keys = json.loads(json.dumps(keys).replace("O(targets[].checks[].", "O(checks[]."))
+    # JSON is YAML: ansible-doc reads it as it reads the other fragments.
+    return json.dumps({"options": {"checks": {
+        "description": ["The checks of one target."], "type": "list", "elements": "dict", "suboptions": keys}}})
+
+
+# health_gate's O(checks), derived from DOCUMENTATION rather than written twice. It is set after the class because
+# ansible-test's yamllint reads every assignment in the class body as a YAML string literal.
+ModuleDocFragment.CHECKS = _one_target(ModuleDocFragment.DOCUMENTATION)
