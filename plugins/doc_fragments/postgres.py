@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: fleetops.rollback contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-# Written by tools/component_docs.py from the component registry (plugins/module_utils/_components): do not edit.
+# Written by tools/sync_components.py from the component registry (plugins/module_utils/_components): do not edit.
 
 from __future__ import annotations
 

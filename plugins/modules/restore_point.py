@@ -16,8 +16,8 @@ description:
     database and its schema revision), kept in a store on the host (O(store_path)).
   - O(state=present) captures a new point, or with O(point) changes an existing point's status (for example to C(bad)).
   - O(state=restored) rolls the host back to a point in one call. It takes the store lock, plans the changes, captures
-    a safety point of what is there now, applies the components in a fixed order (migrations, database, packages,
-    config, release, images) and verifies them. If any step fails, it re-applies the safety point and fails with
+    a safety point of what is there now, applies the components in their fixed order (see O(components)) and
+    verifies them. If any step fails, it re-applies the safety point and fails with
     exactly what was and was not restored.
   - O(state=absent) prunes the store to the newest O(keep) points, or removes the one point O(point). The known good
     point and the newest safety point are never removed.

@@ -88,7 +88,7 @@ def test_restore_point_options_come_from_the_registry():
 
 
 def test_the_generated_documentation_is_up_to_date():
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "component_docs.py"), "--check"],
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "sync_components.py"), "--check"],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -1,12 +1,16 @@
-"""Write the documentation that the component registry implies, so that no list of components is kept by hand.
+"""Write everything the component registry implies, so that no list of components is kept by hand.
 
-    python tools/component_docs.py           write the files
-    python tools/component_docs.py --check   exit 1 and name the files that differ (the unit tests run this)
+    python tools/sync_components.py           write the files
+    python tools/sync_components.py --check   exit 1 and name the files that differ (the unit tests run this)
 
 - plugins/doc_fragments/components.py: restore_point's `components` option (one suboption per registered component,
   with its own options) and the options components read at restore time (database_password, ...).
 - plugins/doc_fragments/postgres.py: the connection options of pg_dump and pg_restore, which are the database
   component's own.
+- Every list of component names in the modules' documentation, the roles' argument specs, the AWX job templates
+  and the guides (a run of three or more registered names separated by ", ") becomes the registry's order.
+- The blocks between `<!-- components -->` and `<!-- /components -->` in README.md and docs/restore-points.md:
+  one line per component, from its SUMMARY.
 
 Option references in a component's descriptions (O(jobs)) are written relative to the component; in restore_point
 they become O(components.database.jobs).
@@ -26,7 +30,7 @@ sys.path.insert(0, os.path.join(ROOT, ".collections"))
 HEADER = '''# -*- coding: utf-8 -*-
 # Copyright: fleetops.rollback contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-# Written by tools/component_docs.py from the component registry (plugins/module_utils/_components): do not edit.
+# Written by tools/sync_components.py from the component registry (plugins/module_utils/_components): do not edit.
 
 from __future__ import annotations
 
@@ -121,9 +125,56 @@ def postgres_fragment():
     return HEADER + _render("DOCUMENTATION", data)
 
 
+def _markdown(text):
+    """Ansible's documentation markup as Markdown: C(x), V(x), E(x), O(x), M(x) -> `x`."""
+    return re.sub(r"\b[CVEOM]\(([^()]*(?:\([^()]*\)[^()]*)*)\)", r"`\1`", text)
+
+
+def _lists(text):
+    """Every run of three or more registered component names separated by ", " as the registry's order."""
+    order = _registry().ORDER
+    names = "|".join(re.escape(name) for name in order)
+    run = re.compile(r"(?<![\w-])(?:%s)(?:, (?:%s)){2,}(?![\w-])" % (names, names))
+    for match in run.finditer(text):
+        # A list wrapped over two lines would be read as two lists: keep each on one line.
+        if text[match.end():match.end() + 2] == ",\n" or text[:match.start()].rstrip(" \t#-").endswith(","):
+            raise SystemExit("a list of components is wrapped over two lines near %r; keep it on one line"
+                             % text[match.start():match.end()])
+    return run.sub(", ".join(order), text)
+
+
+BLOCK = re.compile(r"(<!-- components -->\n).*?(<!-- /components -->)", re.S)
+
+
+def _blocks(text, style):
+    registry = _registry()
+    if style == "readme":
+        lines = ["- `%s`: %s." % (d.NAME, _markdown(d.SUMMARY)) for d in registry.REGISTRY]
+    else:
+        lines = ["| component | what a point holds, and how a restore brings it back |", "|---|---|"]
+        lines += ["| `%s` | %s |" % (d.NAME, _markdown(d.SUMMARY)) for d in registry.REGISTRY]
+    return BLOCK.sub(lambda m: m.group(1) + "\n".join(lines) + "\n" + m.group(2), text)
+
+
+def _synced(rel, style=None):
+    def build():
+        with open(os.path.join(ROOT, rel), encoding="utf-8") as stream:
+            text = _lists(stream.read())
+        return _blocks(text, style) if style else text
+    return build
+
+
 FILES = {
     os.path.join("plugins", "doc_fragments", "components.py"): components_fragment,
     os.path.join("plugins", "doc_fragments", "postgres.py"): postgres_fragment,
+    os.path.join("plugins", "modules", "restore_point.py"): _synced(os.path.join("plugins", "modules", "restore_point.py")),
+    os.path.join("roles", "rollback", "meta", "argument_specs.yml"): _synced(
+        os.path.join("roles", "rollback", "meta", "argument_specs.yml")),
+    os.path.join("roles", "restore_point", "meta", "argument_specs.yml"): _synced(
+        os.path.join("roles", "restore_point", "meta", "argument_specs.yml")),
+    os.path.join("awx", "job_templates.yml"): _synced(os.path.join("awx", "job_templates.yml")),
+    "README.md": _synced("README.md", "readme"),
+    os.path.join("docs", "restore-points.md"): _synced(os.path.join("docs", "restore-points.md"), "table"),
 }
 
 
@@ -143,7 +194,7 @@ def main(argv=None):
             with open(path, "w", encoding="utf-8") as stream:
                 stream.write(text)
     if args.check and stale:
-        print("out of date (run python tools/component_docs.py): %s" % ", ".join(stale))
+        print("out of date (run python tools/sync_components.py): %s" % ", ".join(stale))
         return 1
     for rel in stale if not args.check else ():
         print("wrote %s" % rel)
