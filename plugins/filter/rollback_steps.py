@@ -12,20 +12,24 @@ version_added: 0.2.0
 author:
   - fleetops maintainers (@fleetops)
 description:
-  - Given a host's rollback variables, returns the optional steps of the C(fleetops.rollback.rollback) role that the
-    host needs, in the order they run. It is the one definition of those steps' conditions; the role uses it for
+  - Given a host's rollback variables, returns the optional steps of the P(fleetops.rollback.rollback#role) role that
+    the host needs, in the order they run. It is the one definition of those steps' conditions. The role asks it for
     each host's C(when) and, in fleet mode (C(tasks_from=fleet)), for the decision made once for a whole batch.
-  - "The steps: V(drain) the drain hook (O(_input.rollback_drain_tasks)) runs; V(stop) the services stop in
-    reverse declared order before the restore and V(start) they start in declared order after it
-    (O(_input.rollback_service_mode=stop_start), not in check mode); V(inline_restart) the restore call restarts
-    the services itself (every selected service is command-managed and has a C(restart) argv); V(restart) the
-    C(fleetops.rollback.services) role restarts them after a restore that changed something (the other cases of
-    O(_input.rollback_restart_services), not in check mode); V(undrain) the undrain hook
-    (O(_input.rollback_undrain_tasks)) runs."
+  - V(drain) - the drain hook O(_input.rollback_drain_tasks) runs before the restore.
+  - V(stop) - the services stop in reverse declared order before the restore (O(_input.rollback_service_mode) is
+    V(stop_start); not in check mode).
+  - V(inline_restart) - the restore call restarts the services itself (mode V(restart),
+    O(_input.rollback_restart_services), and every selected service is command-managed with a C(restart) argv).
+  - V(start) - the services start in declared order after the restore, also a failed one (mode V(stop_start); not in
+    check mode).
+  - V(restart) - the P(fleetops.rollback.services#role) role restarts the services after a restore that changed
+    something (mode V(restart), O(_input.rollback_restart_services), a service selected, no V(inline_restart); not in
+    check mode).
+  - V(undrain) - the undrain hook O(_input.rollback_undrain_tasks) runs after the health gate.
   - Given a list of hosts' variables (for example the C(hostvars) of a batch), returns the union of their steps,
     in the same order. A step that no host of the list needs is one that the batch can skip.
   - A name in O(_input.rollback_services) that is not in O(_input.services_list) is left out here; the role fails
-    the host on it at the restore (see the C(fleetops.rollback.service_selection) filter).
+    the host on it at the restore (see the P(fleetops.rollback.service_selection#filter) filter).
 positional: _input
 options:
   _input:
@@ -57,7 +61,7 @@ options:
         type: str
         default: ""
       services_list:
-        description: The host's services, as for the C(fleetops.rollback.services) role (C(manager) defaults to V(command)).
+        description: The host's services, as for the P(fleetops.rollback.services#role) role (C(manager) defaults to V(command)).
         type: list
         elements: dict
         default: []
@@ -111,11 +115,13 @@ _value:
   sample: [drain, inline_restart, undrain]
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 from ansible.plugins.filter.core import to_bool
 from ansible.plugins.test.core import changed, failed
+
+from ansible_collections.fleetops.rollback.plugins.filter.service_selection import is_list, select_services
 
 # Every step, in the order the rollback role runs them.
 STEPS = ("drain", "stop", "inline_restart", "start", "restart", "undrain")
@@ -128,32 +134,6 @@ FALLBACK = {
     "rollback_undrain_tasks": "",
     "services_list": [],
 }
-
-
-def is_list(value):
-    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
-
-
-def select_services(services_list, only=None, strict=False, name="only"):
-    """The services of services_list named in only (all of them when only is None), in declared order, each with
-    `manager` defaulted to command. With strict, a name in only that is not in services_list fails."""
-    services = []
-    for index, service in enumerate(services_list or []):
-        if not isinstance(service, Mapping):
-            raise AnsibleFilterError("services_list[%d] is not a dictionary: %r" % (index, service))
-        services.append(dict({"manager": "command"}, **service))
-    if only is None:
-        return services
-    if strict:
-        known = [service.get("name") for service in services]
-        unknown = []
-        for item in only:
-            if item not in known and item not in unknown:
-                unknown.append(item)
-        if unknown:
-            raise AnsibleFilterError("%s names services that are not in services_list: %s"
-                                     % (name, ", ".join(str(item) for item in unknown)))
-    return [service for service in services if service.get("name") in only]
 
 
 def host_steps(host, defaults=None, check_mode=False, restore=None):
@@ -204,17 +184,8 @@ def rollback_steps(hosts, defaults=None, check_mode=False, restore=None):
     raise AnsibleFilterError("rollback_steps: expects a host's variables or a list of them, not %r" % (hosts,))
 
 
-def service_selection(services_list, only=None, strict=False, name="only"):
-    """services_list -> the selected services with `manager` defaulted (see service_selection.yml)."""
-    if not is_list(services_list):
-        raise AnsibleFilterError("service_selection: services_list must be a list, not %r" % (services_list,))
-    if only is not None and not is_list(only):
-        raise AnsibleFilterError("service_selection: only must be a list of names or null, not %r" % (only,))
-    return select_services(services_list, only, strict=to_bool(strict), name=name)
-
-
 class FilterModule:
-    """fleetops.rollback filters for the rollback and services roles."""
+    """fleetops.rollback filters."""
 
     def filters(self):
-        return {"rollback_steps": rollback_steps, "service_selection": service_selection}
+        return {"rollback_steps": rollback_steps}

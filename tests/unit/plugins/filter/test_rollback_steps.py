@@ -12,17 +12,14 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.fleetops.rollback.plugins.filter.rollback_steps import (
-    FALLBACK,
-    STEPS,
-    FilterModule,
-)
+from ansible_collections.fleetops.rollback.plugins.filter import rollback_steps as steps_plugin
+from ansible_collections.fleetops.rollback.plugins.filter import service_selection as selection_plugin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 ROLE = os.path.join(ROOT, "roles", "rollback")
-FILTERS = FilterModule().filters()
-rollback_steps = FILTERS["rollback_steps"]
-service_selection = FILTERS["service_selection"]
+STEPS, FALLBACK = steps_plugin.STEPS, steps_plugin.FALLBACK
+rollback_steps = steps_plugin.FilterModule().filters()["rollback_steps"]
+service_selection = selection_plugin.FilterModule().filters()["service_selection"]
 
 APP = {"name": "app", "start": ["appctl", "start"], "stop": ["appctl", "stop"], "restart": ["appctl", "restart"]}
 WORKER = {"name": "worker", "manager": "command", "start": ["w", "start"], "stop": ["w", "stop"]}  # no restart argv
@@ -53,13 +50,13 @@ def old_conditions(host, check_mode, restore):
     inline = (restart_services and len(selected) > 0 and len(command) == len(selected)
               and len([s for s in command if "restart" in s]) == len(selected))
     restored = restore is None or (restore.get("changed") and not restore.get("failed"))
+    restart = restart_services and not inline and len(selected) > 0 and restored
     return {
         "before_restore": len(host["rollback_drain_tasks"]) > 0 or (mode == "stop_start" and not check_mode),
         "drain": len(host["rollback_drain_tasks"]) > 0,
         "stop": mode == "stop_start" and not check_mode,
         "restart_commands": mode == "restart" and inline,
-        "services": not check_mode and (mode == "stop_start" or (restart_services and not inline and len(selected) > 0
-                                                                  and restored)),
+        "services": not check_mode and (mode == "stop_start" or restart),
         "undrain": len(host["rollback_undrain_tasks"]) > 0,
     }
 
