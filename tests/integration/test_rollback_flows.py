@@ -178,6 +178,38 @@ def test_fleet_mode_runs_a_step_that_only_one_host_needs(fleet3, playbook, tmp_p
             assert run.result("Restore the host to its restore point", host.name)["restarted"]
 
 
+def test_fleet_mode_runs_the_services_role_where_only_one_host_needs_it(fleet3, playbook):
+    """The services condition in fleet mode: the last host's inventory gives its service no restart argv, so its
+    restore cannot restart it inline and the services role must restart it there. That role finds no argv to run
+    and fails the host, by name: proof that the step ran there, although no other host of the batch needed it
+    (they restart inline and skip it)."""
+    fleet = fleet3
+    break_fleet(fleet)
+    last = fleet.hosts[-1]
+    [service] = local_fleet.inventory_vars()[-1:]
+    assert service[0] == "services_list"
+    no_restart = [{key: value for key, value in item.items() if key != "restart"} for item in json.loads(service[1])]
+    host_vars = os.path.join(os.path.dirname(fleet.inventory), "host_vars")
+    os.makedirs(host_vars, exist_ok=True)
+    with open(os.path.join(host_vars, last.name + ".yml"), "w", encoding="utf-8") as stream:
+        json.dump({"services_list": no_restart}, stream)
+    try:
+        run = playbook(path("rollback_immediate.yml"), fleet.inventory, limit=fleet.group)
+    finally:
+        os.remove(os.path.join(host_vars, last.name + ".yml"))
+    assert run.rc != 0, run.stdout[-3000:]
+    for host in fleet.hosts:
+        restore = run.result("Restore the host to its restore point", host.name)
+        assert restore["changed"] and not restore.get("failed"), (host.name, restore)
+        if host is last:
+            assert not restore.get("restarted"), restore  # no restart_commands: nothing to run them with
+            assert run.status("Manage command services", host.name) == "failed"
+            assert "service app has no restart argv" in json.dumps(run.result("Manage command services", host.name))
+        else:
+            assert restore["restarted"] and not run.for_task("Manage command services", host.name), host.name
+            assert versions(fleet)[host.name] == ("1.0.0", 200)
+
+
 def test_drill_detects_the_fault_rolls_back_and_reports(fleet3, playbook, tmp_path):
     fleet = fleet3
     reports = tmp_path / "reports"
