@@ -292,15 +292,33 @@ def test_a_second_rollback_is_refused_by_the_lock(host, one_host, playbook):
     assert "stale_lock_recovered" in events
 
 
+# The release check of the restore that holds the store's lock: it passes only once the test says the other run is
+# over, so the other run meets the lock however late a loaded machine starts it (the deadline stays under the
+# module's 120 s validate timeout).
+HOLD_IN_VALIDATE = """
+import os, sys, time
+deadline = time.monotonic() + 90
+while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
+
+
 def test_two_concurrent_rollbacks_one_wins(host, one_host, tmp_path):
     """Two real ansible-playbook runs at once on one host: exactly one restores, the other is refused."""
     from playbook_runner import run_playbook  # noqa: E402  pylint: disable=import-outside-toplevel
-    from concurrent.futures import ThreadPoolExecutor  # pylint: disable=import-outside-toplevel
-    slow = "%s -c 'import time; time.sleep(6)' %%s" % sys.executable
-    assert run_playbook(capture_play(host, release={"validate": slow}), one_host).rc == 0
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait  # pylint: disable=import-outside-toplevel
+    hold, other_over = tmp_path / "hold.py", tmp_path / "other-run-over"
+    hold.write_text(HOLD_IN_VALIDATE)
+    validate = "%s %s %s %%s" % (sys.executable, hold, other_over)
+    assert run_playbook(capture_play(host, release={"validate": validate}), one_host).rc == 0
     break_host(host)
     with ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(lambda _: run_playbook(restore_play(host), one_host), range(2)))
+        started = [pool.submit(run_playbook, restore_play(host), one_host) for unused in range(2)]
+        # The run that took the lock waits in its release check: the first to end is the refused one.
+        done, unused = wait(started, return_when=FIRST_COMPLETED)
+        other_over.write_text("over\n")
+        assert [f.result().rc != 0 for f in done] == [True] * len(done), [f.result().stdout for f in done]
+        runs = [f.result() for f in started]
     outcomes = sorted(r.rc for r in runs)
     assert outcomes[0] == 0 and outcomes[1] != 0, [r.stdout for r in runs]
     loser = [r for r in runs if r.rc != 0][0]
