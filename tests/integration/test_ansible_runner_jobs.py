@@ -10,15 +10,12 @@ import ansible_runner
 import pytest
 
 from playbook_runner import BIN, ROOT, run_playbook
+from plays import break_fleet, versions
 
 sys.path.insert(0, ROOT)
 from tools import fleet as local_fleet  # noqa: E402  pylint: disable=wrong-import-position
 
 PLAYBOOKS = os.path.join(ROOT, "playbooks")
-
-
-def versions(fleet):
-    return {row["name"]: (row["version"], row["health"]) for row in local_fleet.status(fleet)}
 
 
 class Job:
@@ -114,12 +111,6 @@ def capture_known_good(fleet, host, label):
     snap = run_playbook(os.path.join(PLAYBOOKS, "snapshot.yml"), fleet.inventory, limit=host.name,
                         extra_vars={"snapshot_gate": False, "restore_point_label": label})
     assert snap.rc == 0, snap.stdout[-2000:]
-
-
-def break_fleet(fleet):
-    local_fleet.deploy(fleet, 2, action="restart")
-    assert local_fleet.wait_answering(fleet, timeout=60)[0]
-    assert {v for v, unused in versions(fleet).values()} == {"2.0.0"}
 
 
 @pytest.fixture

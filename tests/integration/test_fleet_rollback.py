@@ -9,6 +9,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 from tools import fleet as local_fleet  # noqa: E402  pylint: disable=wrong-import-position
+from plays import break_fleet  # noqa: E402  pylint: disable=wrong-import-position
 
 PLAYBOOKS = os.path.join(ROOT, "playbooks")
 
@@ -16,8 +17,7 @@ PLAYBOOKS = os.path.join(ROOT, "playbooks")
 @pytest.mark.slow
 def test_twenty_hosts_roll_back_end_to_end(known_good_fleet, playbook):
     fleet = known_good_fleet(20)
-    local_fleet.deploy(fleet, 2, action="restart")
-    local_fleet.wait_answering(fleet, timeout=30)
+    break_fleet(fleet)
     assert all(row["health"] == 503 for row in local_fleet.status(fleet))
 
     # Check mode across the fleet prints the plan and changes nothing.

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+import plays
+
 STORE = "var/lib/fleetops/rollback"
 
 
@@ -50,32 +52,16 @@ def host(tmp_path):
 
 
 def capture_play(root, **extra):
+    """The host's config and release captured known good (label good) into its store; `extra` adds to a component."""
     components = {"config": {"paths": [str(root / "etc" / "app")]},
                   "release": {"path": str(root / "srv" / "app" / "current")}}
     for key, value in extra.items():
         components[key].update(value)
-    return """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Capture
-      fleetops.rollback.restore_point:
-        store_path: %s
-        label: good
-        status: known_good
-        components: %s
-""" % (root / STORE, json.dumps(components))
+    return plays.capture_play(root / STORE, components)
 
 
 def restore_play(root, **params):
-    args = dict({"store_path": str(root / STORE), "state": "restored"}, **params)
-    return """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Restore
-      fleetops.rollback.restore_point: %s
-""" % json.dumps(args)
+    return plays.restore_play(root / STORE, **params)
 
 
 def break_host(root):
@@ -209,28 +195,15 @@ def test_bad_restore_input_names_the_value(host, one_host, playbook, params, nee
 ])
 def test_bad_capture_input_names_the_value_and_writes_nothing(tmp_path, one_host, playbook, components, needle):
     store = tmp_path / "store"
-    run = playbook("""
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Capture
-      fleetops.rollback.restore_point:
-        store_path: %s
-        components: %s
-""" % (store, json.dumps(components)), one_host)
+    run = playbook(plays.capture_play(store, components, label=None, status=None), one_host)
     assert run.rc != 0
     assert needle in run.result("Capture", "target")["msg"]
     assert not store.exists()
 
 
 def test_bad_status_is_rejected(tmp_path, one_host, playbook):
-    run = playbook("""
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Mark
-      fleetops.rollback.restore_point: {store_path: %s, point: x, status: great}
-""" % (tmp_path / "store"), one_host)
+    run = playbook(plays.play(("Mark", "restore_point", {"store_path": str(tmp_path / "store"), "point": "x",
+                                                       "status": "great"})), one_host)
     assert run.rc != 0
     msg = run.result("Mark", "target")["msg"]
     assert "status" in msg and "great" in msg
