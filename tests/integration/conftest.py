@@ -52,6 +52,12 @@ def known_good_fleet(tmp_path):
         local_fleet.stop(fleet)
 
 
+@pytest.fixture
+def fleet3(known_good_fleet):
+    """3 hosts on release 1, captured as known good (label release-1)."""
+    return known_good_fleet(3)
+
+
 @pytest.fixture(scope="session")
 def prometheus(tmp_path_factory):
     """A real Prometheus from Debian (installed with apt-get when missing, under a file lock) running on 127.0.0.1

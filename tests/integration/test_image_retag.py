@@ -8,16 +8,11 @@ import json
 import pytest
 
 import docker_env
+from plays import play
 
 
 def retag_play(**params):
-    return """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Retag
-      fleetops.rollback.image_retag: %s
-""" % json.dumps(params)
+    return play(("Retag", "image_retag", params))
 
 
 def view(result):

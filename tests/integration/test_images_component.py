@@ -10,30 +10,7 @@ import pytest
 from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
 
 import docker_env
-
-
-def capture_play(store, components, label="good"):
-    return """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Capture
-      fleetops.rollback.restore_point:
-        store_path: %s
-        label: %s
-        status: known_good
-        components: %s
-""" % (store, label, json.dumps(components))
-
-
-def restore_play(store, **params):
-    return """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Restore
-      fleetops.rollback.restore_point: %s
-""" % json.dumps(dict({"store_path": str(store), "state": "restored"}, **params))
+from plays import capture_play, restore_play
 
 
 def deploy(scene, variant, names, ports):

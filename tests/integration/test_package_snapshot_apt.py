@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+import plays
+
 PROBE = "fleetops-probe"
 EXTRA = "fleetops-probe-extra"
 SOURCE = "/etc/apt/sources.list.d/fleetops-test-probe.list"
@@ -143,8 +145,7 @@ def install(version, name=PROBE):
 
 
 def play(name, module, args):
-    return "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: %s\n      fleetops.rollback.%s: %s\n" % (
-        name, module, json.dumps(args))
+    return plays.play((name, module, args))
 
 
 def snapshot_to(dest, names=(PROBE,)):

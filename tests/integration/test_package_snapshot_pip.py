@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 import pyenvs
+from plays import play, restore_play
 
 PACKAGES = ("fleetops-alpha", "fleetops-beta", "fleetops-gamma", "fleetops-delta")
 
@@ -42,11 +43,6 @@ def venv(template_venv, wheelhouse, tmp_path):
     path = pyenvs.clone(template_venv, tmp_path / "venv")
     pyenvs.install(path, wheelhouse, *["%s==1.0" % name for name in PACKAGES])
     return path
-
-
-def play(*tasks):
-    return "- hosts: all\n  gather_facts: false\n  tasks:\n" + "".join(
-        "    - name: %s\n      fleetops.rollback.%s: %s\n" % (name, module, json.dumps(args)) for name, module, args in tasks)
 
 
 def snapshot(venv, dest, **extra):
@@ -288,10 +284,6 @@ def rp_capture(store, venv, wheelhouse, config_paths=None):
             % json.dumps(hostvars))
 
 
-def rp_restore(store, **extra):
-    return play(("Restore", "restore_point", dict({"store_path": str(store), "state": "restored"}, **extra)))
-
-
 def test_restore_point_packages_component(venv, wheelhouse, tmp_path, one_host, playbook):
     store = tmp_path / "store"
     capture = playbook(rp_capture(store, venv, wheelhouse), one_host)
@@ -302,7 +294,7 @@ def test_restore_point_packages_component(venv, wheelhouse, tmp_path, one_host, 
     upgraded = pyenvs.freeze(venv)
     upgraded_tree = pyenvs.tree_state(venv)
 
-    check, real, again = check_real_again(playbook, rp_restore(store), one_host)
+    check, real, again = check_real_again(playbook, restore_play(store), one_host)
     assert check["plan"]["packages"]["changes"] == real["plan"]["packages"]["changes"]
     assert {c["name"]: (c["from"]["version"], c["to"]["version"]) for c in real["plan"]["packages"]["changes"]} == {
         "fleetops-alpha": ("2.0", "1.0"), "fleetops-beta": ("1.1", "1.0")}
@@ -318,7 +310,7 @@ def test_restore_point_packages_component(venv, wheelhouse, tmp_path, one_host, 
     for name in ("fleetops_alpha-2.0-py3-none-any.whl", "fleetops_beta-1.1-py3-none-any.whl"):
         os.rename(os.path.join(wheelhouse, name), os.path.join(wheelhouse, name + ".away"))
     try:
-        back = playbook(rp_restore(store, point=safety), one_host)
+        back = playbook(restore_play(store, point=safety), one_host)
         assert back.rc == 0, back.stdout + back.stderr
     finally:
         for name in ("fleetops_alpha-2.0-py3-none-any.whl", "fleetops_beta-1.1-py3-none-any.whl"):
@@ -361,7 +353,7 @@ def test_later_component_failure_reverts_packages_through_the_safety_point(venv,
     conf.write_text("changed\n")
     marker.unlink()  # the config body now fails validation, after the packages were already restored
     before = pyenvs.tree_state(venv)
-    run = playbook(rp_restore(store), one_host)
+    run = playbook(restore_play(store), one_host)
     assert run.rc != 0
     result = run.result("Restore", "target")
     assert result["failed_component"] == "config", result

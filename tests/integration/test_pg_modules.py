@@ -5,17 +5,12 @@ import stat
 
 import pytest
 
+from plays import play
 from postgres.cluster import PASSWORD, ROLE
 
 
 def task_play(module, args, name="Step"):
-    return """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: %s
-      fleetops.rollback.%s: %s
-""" % (name, module, json.dumps(args))
+    return play((name, module, args))
 
 
 def files_under(path):

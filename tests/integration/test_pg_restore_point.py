@@ -6,6 +6,7 @@ import sys
 import textwrap
 from urllib.parse import quote
 
+import plays
 from postgres.cluster import PASSWORD, ROLE
 
 ALEMBIC = os.path.join(os.path.dirname(sys.executable), "alembic")
@@ -74,13 +75,7 @@ def alembic(ini, *args):
 
 
 def play(task, args):
-    return """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: %s
-      fleetops.rollback.restore_point: %s
-""" % (task, json.dumps(args))
+    return plays.play((task, "restore_point", args))
 
 
 def app_state(db):

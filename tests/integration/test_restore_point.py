@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+import plays
+
 STORE = "var/lib/fleetops/rollback"
 
 
@@ -50,32 +52,16 @@ def host(tmp_path):
 
 
 def capture_play(root, **extra):
+    """The host's config and release captured known good (label good) into its store; `extra` adds to a component."""
     components = {"config": {"paths": [str(root / "etc" / "app")]},
                   "release": {"path": str(root / "srv" / "app" / "current")}}
     for key, value in extra.items():
         components[key].update(value)
-    return """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Capture
-      fleetops.rollback.restore_point:
-        store_path: %s
-        label: good
-        status: known_good
-        components: %s
-""" % (root / STORE, json.dumps(components))
+    return plays.capture_play(root / STORE, components)
 
 
 def restore_play(root, **params):
-    args = dict({"store_path": str(root / STORE), "state": "restored"}, **params)
-    return """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Restore
-      fleetops.rollback.restore_point: %s
-""" % json.dumps(args)
+    return plays.restore_play(root / STORE, **params)
 
 
 def break_host(root):
@@ -209,28 +195,15 @@ def test_bad_restore_input_names_the_value(host, one_host, playbook, params, nee
 ])
 def test_bad_capture_input_names_the_value_and_writes_nothing(tmp_path, one_host, playbook, components, needle):
     store = tmp_path / "store"
-    run = playbook("""
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Capture
-      fleetops.rollback.restore_point:
-        store_path: %s
-        components: %s
-""" % (store, json.dumps(components)), one_host)
+    run = playbook(plays.capture_play(store, components, label=None, status=None), one_host)
     assert run.rc != 0
     assert needle in run.result("Capture", "target")["msg"]
     assert not store.exists()
 
 
 def test_bad_status_is_rejected(tmp_path, one_host, playbook):
-    run = playbook("""
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Mark
-      fleetops.rollback.restore_point: {store_path: %s, point: x, status: great}
-""" % (tmp_path / "store"), one_host)
+    run = playbook(plays.play(("Mark", "restore_point", {"store_path": str(tmp_path / "store"), "point": "x",
+                                                       "status": "great"})), one_host)
     assert run.rc != 0
     msg = run.result("Mark", "target")["msg"]
     assert "status" in msg and "great" in msg
@@ -292,15 +265,33 @@ def test_a_second_rollback_is_refused_by_the_lock(host, one_host, playbook):
     assert "stale_lock_recovered" in events
 
 
+# The release check of the restore that holds the store's lock: it passes only once the test says the other run is
+# over, so the other run meets the lock however late a loaded machine starts it (the deadline stays under the
+# module's 120 s validate timeout).
+HOLD_IN_VALIDATE = """
+import os, sys, time
+deadline = time.monotonic() + 90
+while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
+
+
 def test_two_concurrent_rollbacks_one_wins(host, one_host, tmp_path):
     """Two real ansible-playbook runs at once on one host: exactly one restores, the other is refused."""
     from playbook_runner import run_playbook  # noqa: E402  pylint: disable=import-outside-toplevel
-    from concurrent.futures import ThreadPoolExecutor  # pylint: disable=import-outside-toplevel
-    slow = "%s -c 'import time; time.sleep(6)' %%s" % sys.executable
-    assert run_playbook(capture_play(host, release={"validate": slow}), one_host).rc == 0
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait  # pylint: disable=import-outside-toplevel
+    hold, other_over = tmp_path / "hold.py", tmp_path / "other-run-over"
+    hold.write_text(HOLD_IN_VALIDATE)
+    validate = "%s %s %s %%s" % (sys.executable, hold, other_over)
+    assert run_playbook(capture_play(host, release={"validate": validate}), one_host).rc == 0
     break_host(host)
     with ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(lambda _: run_playbook(restore_play(host), one_host), range(2)))
+        started = [pool.submit(run_playbook, restore_play(host), one_host) for unused in range(2)]
+        # The run that took the lock waits in its release check: the first to end is the refused one.
+        done, unused = wait(started, return_when=FIRST_COMPLETED)
+        other_over.write_text("over\n")
+        assert [f.result().rc != 0 for f in done] == [True] * len(done), [f.result().stdout for f in done]
+        runs = [f.result() for f in started]
     outcomes = sorted(r.rc for r in runs)
     assert outcomes[0] == 0 and outcomes[1] != 0, [r.stdout for r in runs]
     loser = [r for r in runs if r.rc != 0][0]

@@ -5,35 +5,19 @@ import os
 import shutil
 import sys
 
-import pytest
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 
 from tools import fleet as local_fleet  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store  # noqa: E402
+from plays import break_fleet, versions  # noqa: E402  pylint: disable=wrong-import-position
 
 PLAYBOOKS = os.path.join(ROOT, "playbooks")
 
 
 def path(name):
     return os.path.join(PLAYBOOKS, name)
-
-
-def versions(fleet):
-    return {row["name"]: (row["version"], row["health"]) for row in local_fleet.status(fleet)}
-
-
-@pytest.fixture
-def fleet3(known_good_fleet):
-    """3 hosts on release 1, captured as known good (label release-1)."""
-    return known_good_fleet(3)
-
-
-def break_fleet(fleet):
-    local_fleet.deploy(fleet, 2, action="restart")
-    local_fleet.wait_answering(fleet, timeout=60)
 
 
 def test_partial_release_only_leaves_config_untouched(fleet3, playbook):

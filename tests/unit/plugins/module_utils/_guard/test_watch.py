@@ -25,20 +25,38 @@ def target(server, name, path):
     return {"name": name, "checks": [{"type": "http", "url": server.url(path), "request_timeout": 2}]}
 
 
+class SteppedClock:
+    """A monotonic clock that moves only when the watch sleeps: `Watch.run(clock=c, sleep=c.sleep)` keeps the real
+    checks but takes the machine's speed out of the schedule, so rounds and times can be asserted exactly (with
+    intervals that are binary fractions, 0.25 or 0.125, every sum of times is exact)."""
+
+    def __init__(self):
+        self.now = 1024.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
 def test_static_signals_decide_in_the_first_round():
     report = Watch(signals={"critical_vulnerabilities": 2}, window=30, interval=5).run()
     assert report["decision"] == "immediate" and report["matched_rule"] == "critical-vulnerability"
-    assert report["detected"] is True and report["detected_after"] < 5 and report["rounds"] == 1
+    # Decided by the first round (at its start, whatever the machine's speed), no second one.
+    assert report["detected"] is True and report["rounds"] == 1
+    assert report["detected_after"] == report["history"][0]["t"] <= report["seconds"]
     assert report["history"][0]["decision"] == "immediate"
 
 
 def test_healthy_fleet_is_watched_for_the_whole_window(server):
-    report = Watch(targets=[target(server, "a", "/ok"), target(server, "b", "/ok")], window=1.0, interval=0.2).run()
+    clock = SteppedClock()
+    report = Watch(targets=[target(server, "a", "/ok"), target(server, "b", "/ok")], window=1.0, interval=0.25).run(
+        clock=clock, sleep=clock.sleep)
     assert report["decision"] == "none" and report["detected"] is False and report["detected_after"] is None
-    # Rounds every 0.2 s for 1 s (fewer when a round overruns its slot on a busy machine), none after the window.
-    assert 2 <= report["rounds"] <= 5
-    assert all(r["t"] < 1.0 for r in report["history"])
-    assert report["seconds"] < 1.0 + 5
+    # A round on every slot of the 0.25 s grid in the 1 s window, none after it.
+    assert [r["t"] for r in report["history"]] == [0.0, 0.25, 0.5, 0.75]
+    assert report["rounds"] == 4 and report["seconds"] == 0.75
     assert report["signals"] == {"hosts": 2.0, "health_failures": 0.0, "health_failure_ratio": 0.0,
                                  "unavailable_seconds": 0.0}
     assert report["failing_hosts"] == [] and report["health"]["a"] == {
@@ -58,13 +76,36 @@ def test_a_host_failing_three_rounds_in_a_row_calls_for_an_immediate_rollback(se
     assert [r["decision"] for r in report["history"]] == ["none", "none", "immediate"]
     # Detected at the third round, after the second: an order, not a bound on a busy machine's clock.
     times = [r["t"] for r in report["history"]]
-    assert times == sorted(times) and report["detected_after"] >= times[1]
-    assert 0 < report["signals"]["unavailable_seconds"] <= report["seconds"]
+    assert times == sorted(times) and report["detected_after"] == times[2]
+    # Unavailable since the first failing round: at least the span from the second round to the third, at most the
+    # whole watch (2 ms for the millisecond rounding of the times compared; the exact value is asserted below on a
+    # clock that only the watch moves).
+    unavailable = report["signals"]["unavailable_seconds"]
+    assert times[2] - times[1] - 0.002 <= unavailable <= report["seconds"] + 0.001 and unavailable > 0
+
+
+def test_rounds_and_unavailable_time_on_the_interval_grid(server):
+    """The same failing host on a clock that moves only when the watch sleeps: the rounds start at 0, 0.125 and
+    0.25 s, the third decides, and the host counts as unavailable from the start of the first failing round to the
+    end of the third: 0.25 s."""
+    clock = SteppedClock()
+    report = Watch(targets=[target(server, "good", "/ok"), target(server, "bad", "/status/503")],
+                   window=20, interval=0.125, failures=2).run(clock=clock, sleep=clock.sleep)
+    assert report["decision"] == "immediate" and report["failing_hosts"] == ["bad"]
+    assert [(r["t"], r["decision"]) for r in report["history"]] == [
+        (0.0, "none"), (0.125, "none"), (0.25, "immediate")]
+    assert report["detected_after"] == 0.25 and report["seconds"] == 0.25
+    assert report["signals"]["unavailable_seconds"] == 0.25
 
 
 def test_a_flapping_host_never_counts_as_failing(server):
-    report = Watch(targets=[target(server, "f", "/flap/watch")], window=1.0, interval=0.1, failures=1).run()
-    assert report["decision"] == "none" and report["rounds"] >= 8
+    clock = SteppedClock()
+    report = Watch(targets=[target(server, "f", "/flap/watch")], window=1.0, interval=0.125, failures=1).run(
+        clock=clock, sleep=clock.sleep)
+    # Eight rounds (every slot of the window), one request each: four of them failed, never two in a row.
+    assert report["decision"] == "none" and report["rounds"] == 8 and server.hits("/flap/watch") == 8
+    assert report["health"]["f"]["failing"] is False and report["health"]["f"]["failed_rounds_in_a_row"] == 1
+    assert "status 500" in report["health"]["f"]["last_error"]
 
 
 def test_matrix_override_reaches_the_decision(server):
