@@ -140,7 +140,11 @@ def _prctl():
         return None
 
 
-def _child_setup(parent, prctl):
+def child_setup():
+    """The preexec_fn of every child of the module (the PostgreSQL tools' too). Call it in the module, right before
+    the fork: what the child runs is resolved here."""
+    parent, prctl = os.getpid(), _prctl()
+
     def setup():
         # The module ignores SIGTERM once a first one arrived, and a child inherits that: it must still obey it.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -257,7 +261,7 @@ def run(argv, timeout, cwd=None, env=None, set_env=None, unset_env=(), parsed=Fa
         proc = subprocess.Popen(  # pylint: disable=consider-using-with,subprocess-popen-preexec-fn
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
             env=child_environment(env, set_env, unset_env), start_new_session=True,
-            preexec_fn=_child_setup(os.getpid(), _prctl()))
+            preexec_fn=child_setup())
     except OSError as err:
         result.error = _reason(err, argv, cwd)
         result.seconds = time.monotonic() - begun
