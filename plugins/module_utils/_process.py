@@ -115,7 +115,7 @@ class Result:
         """What it printed, redacted whole and then cut to the last `limit` characters."""
         text = command_output(self.stdout, self.stderr, limit)
         if self.truncated:
-            text += " (output beyond %d MiB per stream was not kept)" % (CAPTURE_LIMIT // (1024 * 1024))
+            text += " (more output was not kept)"
         return text
 
     def failure(self, words=None, tail=None, limit=OUTPUT_LIMIT):
@@ -128,7 +128,15 @@ class Result:
             return "%s gave no answer within %s s" % (command, _seconds(self.timeout))
         if self.rc == 0:
             return None
-        return "%s exited %s: %s" % (command, self.rc, (self.output(limit) if tail is None else tail) or "no output")
+        return "%s exited %s%s: %s" % (command, self.rc, _killed_by(self.rc),
+                                       (self.output(limit) if tail is None else tail) or "no output")
+
+
+def _killed_by(rc):
+    try:
+        return " (killed by %s)" % signal.Signals(-rc).name if rc < 0 else ""
+    except ValueError:
+        return ""
 
 
 def _prctl():

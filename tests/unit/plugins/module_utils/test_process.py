@@ -73,6 +73,7 @@ def test_success_and_silence():
     done = run(["true"], timeout=60)
     assert done.ok and done.failure() is None and done.output() == ""
     assert run(["false"], timeout=60).failure() == "false exited 1: no output"
+    assert run(["sh", "-c", "kill -9 $$"], timeout=60).failure(words=1) == "sh exited -9 (killed by SIGKILL): no output"
 
 
 def test_stdin_is_closed():
