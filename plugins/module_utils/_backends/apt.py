@@ -20,10 +20,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import PROGRESS, RollbackError, Terminated
+from ansible_collections.fleetops.rollback.plugins.module_utils._process import run as run_command
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 
 APT_TIMEOUT = 1800
@@ -38,34 +38,27 @@ FORMAT = "${binary:Package}\\t${Package}\\t${Version}\\t${db:Status-Abbrev}\\t${
 CACHE = "/var/cache/apt/archives"
 
 
-def apt_env():
-    env = dict(os.environ)
-    env.update(DEBIAN_FRONTEND="noninteractive", APT_LISTCHANGES_FRONTEND="none", NEEDRESTART_MODE="a",
-               LC_ALL="C.UTF-8", LANG="C.UTF-8")
-    return env
+# No question, no pager, no service restart prompt; output in the C locale, since it is parsed.
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "APT_LISTCHANGES_FRONTEND": "none", "NEEDRESTART_MODE": "a"}
 
 
 def run(argv, timeout=APT_TIMEOUT, cwd="/"):
-    try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=apt_env(), cwd=cwd,
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return 124, "", "timed out after %ss" % timeout
-    except OSError as err:
-        return 127, "", str(err)
-    return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+    """An apt or dpkg command's Result (see _process.run)."""
+    return run_command(argv, timeout=timeout, cwd=cwd, set_env=APT_ENV, parsed=True)
 
 
 def errors(out, err):
-    """The lines of apt/dpkg output that say what went wrong (dpkg's reason is on the line after its error)."""
-    lines = [line.strip() for line in ((out or "") + "\n" + (err or "")).splitlines() if line.strip()]
+    """The lines of apt/dpkg output that say what went wrong (dpkg's reason is on the line after its error),
+    redacted before they are picked and cut."""
+    text = redact_text((out or "") + "\n" + (err or ""))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     picked = []
     for index, line in enumerate(lines):
         if line.startswith(("E:", "dpkg: error")) or "returned error exit status" in line:
             picked.append(line)
             if line.startswith("dpkg: error") and index + 1 < len(lines) and lines[index + 1] not in picked:
                 picked.append(lines[index + 1])
-    return redact_text(" | ".join((picked or lines)[-8:])[-1500:])
+    return " | ".join((picked or lines)[-8:])[-1500:]
 
 
 def lock_problem(out, err, timeout):
@@ -80,6 +73,13 @@ def lock_problem(out, err, timeout):
     return ("the dpkg lock is held by %s and was not released within %s s (%s); another apt, dpkg or unattended-upgrades "
             "run is using it: wait for it to finish, then run again, or raise dpkg_lock_timeout"
             % (who, timeout, redact_text(found.group(1).strip().rstrip("."))))
+
+
+def _why(done, lock_wait=None):
+    """Why an apt or dpkg command failed, for a message: who holds the dpkg lock (when it waited `lock_wait`
+    seconds for it), else the error lines of its output; or why it gave no exit status at all."""
+    held = lock_problem(done.stdout, done.stderr, lock_wait) if lock_wait is not None else None
+    return done.failure(words=2, tail=held or errors(done.stdout, done.stderr))
 
 
 # ---------------------------------------------------------------------------------------------- spec
@@ -138,11 +138,11 @@ def check_capturable(spec):
 
 def query(names):
     """{name: {version, status, held, arch}}; version is None for a package that is not installed."""
-    rc, out, err = run(["dpkg-query", "-W", "-f=" + FORMAT] + list(names), timeout=120)
-    if rc not in (0, 1):
-        raise RollbackError("apt: dpkg-query failed (exit %s): %s" % (rc, redact_text((err or out).strip()[-500:])))
+    done = run(["dpkg-query", "-W", "-f=" + FORMAT] + list(names), timeout=120)
+    if done.rc not in (0, 1):
+        raise RollbackError("apt: %s" % _why(done))
     rows = {}
-    for line in out.splitlines():
+    for line in done.stdout.splitlines():
         parts = line.split("\t")
         if len(parts) < 5:
             continue
@@ -171,11 +171,11 @@ def madison(names):
     """{name: [versions offered by configured sources]}."""
     if not names:
         return {}
-    rc, out, err = run(["apt-cache", "madison"] + list(names), timeout=300)
-    if rc != 0 and not out:
-        raise RollbackError("apt: apt-cache madison failed (exit %s): %s" % (rc, errors(out, err)))
+    done = run(["apt-cache", "madison"] + list(names), timeout=300)
+    if done.rc is None or (done.rc != 0 and not done.stdout):
+        raise RollbackError("apt: %s" % _why(done))
     offered = {name: [] for name in names}
-    for line in out.splitlines():
+    for line in done.stdout.splitlines():
         parts = [p.strip() for p in line.split("|")]
         if len(parts) >= 3 and parts[0] in offered and not parts[2].endswith("Sources"):
             if parts[1] not in offered[parts[0]]:
@@ -265,13 +265,13 @@ def _simulate(record, changes):
     moving = [c for c in changes if c["action"] in ("install", "change", "remove")]
     if not moving:
         return
-    rc, out, err = run(_install_argv(record, moving, simulate=True), timeout=600)
-    if rc != 0:
+    done = run(_install_argv(record, moving, simulate=True), timeout=600)
+    if done.rc != 0:
         raise RollbackError("apt: apt-get cannot install %s: %s; nothing was changed"
-                            % (" ".join(_items(record, moving)), errors(out, err)))
+                            % (" ".join(_items(record, moving)), _why(done)))
     named = set(record["names"])
     others = {"install": [], "upgrade_or_downgrade": [], "remove": []}
-    for line in out.splitlines():
+    for line in done.stdout.splitlines():
         found = re.match(r"^(Inst|Remv) (\S+?)(?::\S+)? (?:\[([^\]]+)\] )?(?:\((\S+))?", line)
         if not found or found.group(2) in named:
             continue
@@ -298,9 +298,9 @@ def _deb_name(name, version, arch):
 
 
 def _deb_fields(path):
-    rc, out, _err = run(["dpkg-deb", "-f", path, "Package", "Version"], timeout=60)
-    fields = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
-    return (fields.get("Package"), fields.get("Version")) if rc == 0 else (None, None)
+    done = run(["dpkg-deb", "-f", path, "Package", "Version"], timeout=60)
+    fields = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
+    return (fields.get("Package"), fields.get("Version")) if done.ok else (None, None)
 
 
 def keep_debs(names, directory):
@@ -323,8 +323,7 @@ def keep_debs(names, directory):
         _download(fetch, state, directory, kept)
     for name in [n for n in wanted if n not in kept]:
         if shutil.which("dpkg-repack"):
-            rc, _out, _err = run(["dpkg-repack", name], cwd=directory, timeout=600)
-            if rc == 0:
+            if run(["dpkg-repack", name], cwd=directory, timeout=600).ok:
                 for item in os.listdir(directory):
                     path = os.path.join(directory, item)
                     if item.endswith(".deb") and path not in kept.values() and \
@@ -377,10 +376,9 @@ def apply(record, changes):
                         state="dpkg may have changed %s midway; the kept .debs are in %s until this run ends"
                         % (", ".join(c["name"] for c in moving), work))
             try:
-                rc, out, err = run(_install_argv(record, moving))
-                if rc != 0:
-                    failure = "apt-get install failed (exit %s): %s" % (
-                        rc, lock_problem(out, err, lock_timeout(record)) or errors(out, err))
+                done = run(_install_argv(record, moving))
+                if done.rc != 0:
+                    failure = _why(done, lock_timeout(record))
             except Terminated:
                 # apt-get was killed on the way out: dpkg may be half-way; the revert below puts the kept .debs back.
                 failure = "stopped by SIGTERM while %s" % PROGRESS.step
@@ -415,9 +413,9 @@ def _marks(timeout, marks):
     for verb in ("hold", "unhold"):
         names = [c["name"] for c in marks if c["action"] == verb]
         if names:
-            rc, out, err = run(["apt-mark", verb] + names, timeout=300)
-            if rc != 0:
-                return "apt-mark %s failed: %s" % (verb, lock_problem(out, err, timeout) or errors(out, err))
+            done = run(["apt-mark", verb] + names, timeout=300)
+            if done.rc != 0:
+                return _why(done, timeout)
     return None
 
 
@@ -428,16 +426,16 @@ def _revert(before, after, kept, failure, changed, timeout=DPKG_LOCK_TIMEOUT):  
     argv = install_base(timeout)
     items = [kept.get(n) or "%s=%s" % (n, before[n]["version"]) for n in back] + ["%s-" % n for n in gone]
     if items:
-        rc, out, err = run(argv + items)
-        if rc != 0:
-            problems.append("apt-get install %s failed: %s" % (" ".join(items), errors(out, err)))
+        done = run(argv + items)
+        if done.rc != 0:
+            problems.append("reinstalling %s: %s" % (" ".join(items), _why(done)))
     now = query(list(before))
     for verb, names in (("hold", [n for n in before if before[n]["held"] and not now[n]["held"]]),
                         ("unhold", [n for n in before if not before[n]["held"] and now[n]["held"] and before[n]["version"]])):
         if names:
-            rc, out, err = run(["apt-mark", verb] + names, timeout=300)
-            if rc != 0:
-                problems.append("apt-mark %s failed: %s" % (verb, errors(out, err)))
+            done = run(["apt-mark", verb] + names, timeout=300)
+            if done.rc != 0:
+                problems.append(_why(done))
     now = query(list(before))
     still = [n for n in before if _row(before[n])[:2] != _row(now[n])[:2] or now[n].get("broken")]
     if still:

@@ -35,12 +35,12 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import tempfile
 import zipfile
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._pathkind import kind_of
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import PROGRESS, RollbackError, Terminated
+from ansible_collections.fleetops.rollback.plugins.module_utils._process import child_environment, run as run_command
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 
 PIP_TIMEOUT = 1800
@@ -171,30 +171,32 @@ def check_packages(packages, where):
 def child_env(use_pip_config=False):
     """The environment pip runs in: no PYTHONPATH; with use_pip_config false, no pip config files or PIP_* variables,
     so a restore depends only on the snapshot and the source it was given."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")}
+    unset = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")
+    add = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1", "PIP_NO_COLOR": "1", "PYTHONIOENCODING": "utf-8"}
     if not use_pip_config:
-        env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
-        env["PIP_CONFIG_FILE"] = os.devnull
-    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", PIP_NO_COLOR="1", PYTHONIOENCODING="utf-8")
-    return env
+        unset += ("PIP_*",)
+        add["PIP_CONFIG_FILE"] = os.devnull
+    return child_environment(set_env=add, unset_env=unset)
 
 
 def run(argv, env=None, timeout=PIP_TIMEOUT, cwd="/"):
-    try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, cwd=cwd, timeout=timeout,
-                              check=False)
-    except subprocess.TimeoutExpired:
-        return 124, "", "timed out after %ss" % timeout
-    except OSError as err:
-        return 127, "", str(err)
-    return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+    """A Python or pip command's Result (see _process.run); `env` from child_env."""
+    return run_command(argv, timeout=timeout, cwd=cwd, env=env)
+
+
+def _why(done, tail=""):
+    """Why a pip command failed, for a message: the error lines of its output (and `tail`), or why it gave no
+    exit status at all."""
+    return done.failure(words=4, tail=pip_errors(done.stdout, done.stderr) + tail)
 
 
 def pip_errors(out, err):
     """The lines of pip output that say what went wrong (its error lines, which file, the exception a build
     raised), credentials and secret-looking values masked. pip says which file it processes on stdout and what
-    failed on stderr: stdout goes first to keep that order."""
-    text = (out or "") + "\n" + (err or "")
+    failed on stderr: stdout goes first to keep that order. Each stream is redacted whole before lines are picked
+    and the result is cut."""
+    out, err = redact_url(redact_text(out or "")), redact_url(redact_text(err or ""))
+    text = out + "\n" + err
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     wanted = []
     for line in lines:
@@ -206,7 +208,7 @@ def pip_errors(out, err):
     last = [line.strip() for line in (err or out or "").splitlines() if line.strip()][-1:]
     if last and last[0] not in wanted and not last[0].startswith(("hint:", "note:")):
         wanted += last  # the exception line that ends a traceback
-    return redact_url(redact_text(" | ".join((wanted or lines)[-8:])))[-1500:]
+    return " | ".join((wanted or lines)[-8:])[-1500:]
 
 
 # ---------------------------------------------------------------------------------------------- environment
@@ -302,14 +304,15 @@ def check_find_links(record, where="find_links"):
 
 def inspect(python, use_pip_config=False):
     """Everything the interpreter sees: {"python", "python_version", "paths", "dists": {key: dist}}."""
-    rc, out, err = run([python, "-c", LIST_SCRIPT], env=child_env(use_pip_config), timeout=LIST_TIMEOUT)
-    if rc != 0:
-        raise RollbackError("pip: could not list the packages of %s (exit %s): %s"
-                            % (python, rc, redact_url(redact_text((err or out).strip()[-800:]))))
+    done = run([python, "-c", LIST_SCRIPT], env=child_env(use_pip_config), timeout=LIST_TIMEOUT)
+    if done.rc != 0:
+        raise RollbackError("pip: could not list the packages of %s: %s"
+                            % (python, done.failure(words=1, tail=redact_url(done.output(800)))))
     try:
-        data = ast.literal_eval(out)
+        data = ast.literal_eval(done.stdout)
     except (ValueError, SyntaxError):
-        raise RollbackError("pip: %s printed something other than the package list: %r" % (python, out[:300]))
+        raise RollbackError("pip: %s printed something other than the package list: %r"
+                            % (python, redact_url(redact_text(done.stdout))[:300]))
     for dist in data["dists"]:
         try:
             dist["direct_url"] = json.loads(dist["direct_url"]) if dist.get("direct_url") else None
@@ -639,10 +642,12 @@ def full_disk(record, out, err):
 
 
 def pip_version(python, env):
-    rc, out, _err = run([python, "-c", "import pip; print(pip.__version__)"], env=env, timeout=LIST_TIMEOUT)
-    if rc != 0:
+    done = run([python, "-c", "import pip; print(pip.__version__)"], env=env, timeout=LIST_TIMEOUT)
+    if done.rc is None:
+        raise RollbackError("pip: %s" % done.failure(words=1))
+    if done.rc != 0:
         raise RollbackError("pip: %s has no pip module; install pip into it first" % python)
-    numbers = re.findall(r"\d+", out.strip())[:2]
+    numbers = re.findall(r"\d+", done.stdout.strip())[:2]
     return tuple(int(n) for n in numbers) if numbers else (0, 0)
 
 
@@ -664,12 +669,12 @@ def preflight(record, changes):
                            "--report", os.path.join(tmp, "report.json")] + extra
         else:
             argv = base + ["download", "--no-deps", "-d", tmp] + extra
-        rc, out, err = run(argv + source_args(record) + reqs, env=env)
-        if rc != 0:
-            raise RollbackError(missing_message(record, out, err) or
+        done = run(argv + source_args(record) + reqs, env=env)
+        if done.rc != 0:
+            raise RollbackError(missing_message(record, done.stdout, done.stderr) or
                                 "pip: the wanted versions (%s) cannot be installed into %s from %s: %s; nothing was "
                                 "changed" % (redact_url(" ".join(reqs)), env_label(record), source_text(record),
-                                             pip_errors(out, err)))
+                                             _why(done)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -793,16 +798,17 @@ def keep_copies(record, listing, keys, directory):
         reqs = [requirement_text(entry(listing["dists"][k])) if not source_of(listing["dists"][k]).get("editable")
                 else None for k in fetch]
         if None not in reqs:
-            rc, out, err = run([python, "-m", "pip", "download", "--no-deps", "-d", directory] + source_args(record) + reqs,
-                               env=env)
+            done = run([python, "-m", "pip", "download", "--no-deps", "-d", directory] + source_args(record) + reqs,
+                       env=env)
+            why = _why(done)
         else:
-            rc, out, err = 1, "", "an editable install without a RECORD cannot be downloaded"
-        if rc != 0:
+            done, why = None, "an editable install without a RECORD cannot be downloaded"
+        if done is None or done.rc != 0:
             raise RollbackError(
                 "pip: cannot keep a copy of the installed %s to revert to if the restore fails (%s; and fetching them "
                 "from %s failed: %s); nothing was changed" % (
                     ", ".join("%s %s" % (listing["dists"][k]["name"], listing["dists"][k]["version"]) for k in fetch),
-                    "; ".join("%s: %s" % kv for kv in sorted(reasons.items())), source_text(record), pip_errors(out, err)),
+                    "; ".join("%s: %s" % kv for kv in sorted(reasons.items())), source_text(record), why),
                 unrevertable=fetch)
         for key in fetch:
             kept[key] = "downloaded"
@@ -865,18 +871,18 @@ def apply(record, changes, listing=None):
                 source = dict(record, find_links=[], index_url=None) if only_safety else record
                 PROGRESS.at("installing %s into %s with pip" % (", ".join(c["name"] for c in installs), label),
                             state="pip may have changed %s midway; rerun the same restore to finish it" % label)
-                rc, out, err = _pip_install(python, source, reqs, env, find_links=wheelhouse, no_index=only_safety)
-                if rc != 0:
-                    failure = missing_message(record, out, err) or "pip install failed: %s%s" % (
-                        pip_errors(out, err), full_disk(record, out, err))
+                done = _pip_install(python, source, reqs, env, find_links=wheelhouse, no_index=only_safety)
+                if done.rc != 0:
+                    failure = missing_message(record, done.stdout, done.stderr) or _why(
+                        done, full_disk(record, done.stdout, done.stderr))
             if failure is None and removes:
                 PROGRESS.at("removing %s from %s with pip" % (", ".join(c["name"] for c in removes), label),
                             state="pip may have changed %s midway; rerun the same restore to finish it" % label)
-                rc, out, err = _pip_uninstall(python, [c["name"] for c in removes], env)
-                if rc != 0:
-                    failure = "pip uninstall failed: %s" % pip_errors(out, err)
+                done = _pip_uninstall(python, [c["name"] for c in removes], env)
+                if done.rc != 0:
+                    failure = _why(done)
         except Terminated:
-            # subprocess.run killed pip on the way out: put back what it had done, like any other failure, and
+            # _process stopped pip on the way out: put back what it had done, like any other failure, and
             # remove the stash directories it had no time to clean up.
             failure = "stopped by SIGTERM while %s" % PROGRESS.step
             _remove_stashes(before, stashes)
@@ -940,14 +946,14 @@ def revert(python, record, env, before, after, wheelhouses, failure, midway):
     problems = []
     if reinstall:
         pins = [pin_args(before[k])[0] for k in reinstall]
-        rc, out, err = _pip_install(python, dict(record, index_url=None, find_links=[]), pins, env,
-                                    find_links=wheelhouses, no_index=True)
-        if rc != 0:
-            problems.append("reinstalling %s failed: %s" % (", ".join(pins), pip_errors(out, err)))
+        done = _pip_install(python, dict(record, index_url=None, find_links=[]), pins, env,
+                            find_links=wheelhouses, no_index=True)
+        if done.rc != 0:
+            problems.append("reinstalling %s: %s" % (", ".join(pins), _why(done)))
     if extras:
-        rc, out, err = _pip_uninstall(python, extras, env)
-        if rc != 0:
-            problems.append("removing %s failed: %s" % (", ".join(extras), pip_errors(out, err)))
+        done = _pip_uninstall(python, extras, env)
+        if done.rc != 0:
+            problems.append("removing %s: %s" % (", ".join(extras), _why(done)))
     now = packages_of(inspect(python, record.get("use_pip_config")))
     still = _differences(before, now)
     if still:

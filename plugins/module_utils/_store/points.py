@@ -8,14 +8,13 @@ from __future__ import annotations
 import os
 import shlex
 import socket
-import subprocess
 import time
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import (
     HOST_UNTOUCHED, PROGRESS, RollbackError, check_program, describe_os_error)
 from ansible_collections.fleetops.rollback.plugins.module_utils._components import ORDER, Components, check_names
 from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import canonical_json, sha256_bytes
-from ansible_collections.fleetops.rollback.plugins.module_utils._commands import command_output, show_command
+from ansible_collections.fleetops.rollback.plugins.module_utils._process import run as run_command, show_command
 from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import MANIFEST_FORMAT, actor, is_id, machine_id, utc_now
 
 
@@ -277,21 +276,12 @@ def run_restart_commands(commands):
     """Run each argv in order; stop at the first failure. Returns (records, error or None)."""
     records = []
     for argv in commands:
-        begun = time.monotonic()
         shown = show_command(argv[:3])
         PROGRESS.at("running the restart command %s" % shown)
-        try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=RESTART_TIMEOUT,
-                                  check=False)
-            rc, output = proc.returncode, command_output(proc.stdout.decode("utf-8", "replace"),
-                                                         proc.stderr.decode("utf-8", "replace"))
-        except subprocess.TimeoutExpired:
-            rc, output = None, "no answer within %d s" % RESTART_TIMEOUT
-        except OSError as err:
-            rc, output = None, describe_os_error(err)
-        records.append({"command": shlex.split(shown), "rc": rc, "seconds": round(time.monotonic() - begun, 3)})
-        if rc != 0:
-            return records, "%s exited %s: %s" % (shown, rc, output)
+        done = run_command(argv, timeout=RESTART_TIMEOUT)
+        records.append({"command": shlex.split(shown), "rc": done.rc, "seconds": round(done.seconds, 3)})
+        if done.rc != 0:
+            return records, done.failure(words=3)
     return records, None
 
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import subprocess
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path, check_program
 from ansible_collections.fleetops.rollback.plugins.module_utils._components import migrations as declaration
 from ansible_collections.fleetops.rollback.plugins.module_utils._components.base import Component
-from ansible_collections.fleetops.rollback.plugins.module_utils._commands import show_command
+from ansible_collections.fleetops.rollback.plugins.module_utils._process import run as run_command, show_command
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_output
 
 DEFAULT_REGEX = r"^(?P<revision>[0-9A-Za-z_][0-9A-Za-z_.\-]*)(?:\s+\(.*\))?\s*$"
@@ -41,12 +40,10 @@ def _argv(value, where, placeholder=False):
 
 
 def _run(argv, record):
-    try:
-        proc = subprocess.run(argv, cwd=record.get("chdir") or None, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=record.get("timeout") or DEFAULT_TIMEOUT, check=False)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise RollbackError("migrations: could not run %s: %s" % (show_command(argv[:4]), err))
-    return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+    done = run_command(argv, timeout=record.get("timeout") or DEFAULT_TIMEOUT, cwd=record.get("chdir") or None)
+    if done.rc is None:
+        raise RollbackError("migrations: %s" % done.failure(words=4))
+    return done.rc, done.stdout, done.stderr
 
 
 def _tail(text):
