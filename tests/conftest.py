@@ -11,6 +11,10 @@ if not os.path.islink(LINK):
     os.symlink("../../..", LINK)
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
+# Helpers shared by unit tests in every directory of the mirrored tree (tree_listing).
+UNIT_HELPERS = os.path.join(ROOT, "tests", "unit")
+if UNIT_HELPERS not in sys.path:
+    sys.path.append(UNIT_HELPERS)
 
 # Property tests draw the same examples on every run (a red CI run always means a change broke something, never a new
 # draw); FLEETOPS_HYPOTHESIS=explore draws new ones, for a search by hand.

@@ -59,7 +59,9 @@ class MigrationsComponent(Component):
         out = {"current": _argv(spec["current"], where + ".current"),
                "downgrade": _argv(spec["downgrade"], where + ".downgrade", placeholder=True),
                "upgrade": _argv(spec["upgrade"], where + ".upgrade", placeholder=True) if spec.get("upgrade") else None,
-               "chdir": spec.get("chdir"), "timeout": spec.get("timeout") or DEFAULT_TIMEOUT,
+               "chdir": spec.get("chdir"),
+               # 0 is refused below, not read as "the default"
+               "timeout": DEFAULT_TIMEOUT if spec.get("timeout") is None else spec["timeout"],
                "revision_regex": spec.get("revision_regex") or DEFAULT_REGEX, "base": spec.get("base") or "base"}
         if out["chdir"] is not None:
             out["chdir"] = check_path(where + ".chdir", out["chdir"])

@@ -16,7 +16,7 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._common import R
 from ansible_collections.fleetops.rollback.plugins.module_utils._store.lock import StoreLock
 from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.abspath(__file__).rsplit(os.sep + 'tests' + os.sep, 1)[0]
 COLLECTIONS = os.path.join(ROOT, ".collections")
 
 # A child that takes the lock with StoreLock, says so, then follows its mode:

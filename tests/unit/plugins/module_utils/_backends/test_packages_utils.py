@@ -12,7 +12,7 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._common import R
 from ansible_collections.fleetops.rollback.plugins.module_utils._components.packages.component import PackagesComponent
 from ansible_collections.fleetops.rollback.plugins.module_utils._components import ORDER, Components
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.abspath(__file__).rsplit(os.sep + 'tests' + os.sep, 1)[0])
 from tools.wheels import write_wheel  # noqa: E402
 
 COMPONENT = PackagesComponent()
