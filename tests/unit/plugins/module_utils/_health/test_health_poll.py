@@ -133,10 +133,12 @@ def test_many_targets_concurrently_each_with_its_own_verdict(server):
 
 
 def test_one_slow_target_does_not_hold_up_the_others(server):
-    targets = [{"name": "slow", "checks": [http(server.url("/slow/10000"), request_timeout=60)]},
+    # The slow one answers after the gate's timeout; the timeout leaves a loaded machine ample time for the fast
+    # one's two rounds, so its verdict (not a clock) shows it was not held up.
+    targets = [{"name": "slow", "checks": [http(server.url("/slow/30000"), request_timeout=60)]},
                {"name": "fast", "checks": [http(server.url("/ok"))]}]
-    report = gate(targets=targets, interval=0.05, timeout=1.5, successes=2)
+    report = gate(targets=targets, interval=0.05, timeout=5, successes=2)
     assert report["targets"]["fast"]["verdict"] == HEALTHY
-    assert report["targets"]["fast"]["seconds"] < 1.5
+    assert report["targets"]["fast"]["rounds"] == 2
     assert report["targets"]["slow"]["verdict"] == TIMEOUT
     assert report["verdict"] == TIMEOUT and report["unhealthy_targets"] == ["slow"]
