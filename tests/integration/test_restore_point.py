@@ -202,8 +202,8 @@ def test_bad_capture_input_names_the_value_and_writes_nothing(tmp_path, one_host
 
 
 def test_bad_status_is_rejected(tmp_path, one_host, playbook):
-    run = playbook(plays.play(("Mark", "restore_point", {"store_path": str(tmp_path / "store"), "point": "x",
-                                                       "status": "great"})), one_host)
+    mark = {"store_path": str(tmp_path / "store"), "point": "x", "status": "great"}
+    run = playbook(plays.play(("Mark", "restore_point", mark)), one_host)
     assert run.rc != 0
     msg = run.result("Mark", "target")["msg"]
     assert "status" in msg and "great" in msg

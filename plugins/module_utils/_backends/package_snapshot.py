@@ -23,9 +23,13 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import a
 from ansible_collections.fleetops.rollback.plugins.module_utils._pathkind import kind_of
 
 FORMAT = "fleetops.rollback/package_snapshot/1"
+
+
 def component():
     """The packages component, for this call only (no instance outlives a module run)."""
     return Components()["packages"]
+
+
 FREEZE_HIDDEN = ("pip", "setuptools", "wheel", "distribute")
 
 

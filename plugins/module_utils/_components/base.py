@@ -60,7 +60,7 @@ def validate_spec(options, value, where):
         for error in result.errors:
             if isinstance(error, UnsupportedError):
                 # "a.b, c. Supported parameters include: x, y." (nested names dotted), said our way
-                names, _, known = error.msg.partition(". Supported parameters include: ")
+                names, dummy, known = error.msg.partition(". Supported parameters include: ")
                 messages.append("unknown option %s; known options: %s"
                                 % (", ".join(repr(n) for n in names.split(", ")), known.rstrip(".")))
             elif isinstance(error, RequiredError):

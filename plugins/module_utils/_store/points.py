@@ -233,7 +233,7 @@ def _select(manifest, names, select=None, narrow=None, parts=None):
         if isinstance(items, str):
             items = [items]
         if parts[name].supports_select and (not isinstance(items, list) or not items
-                                           or not all(isinstance(i, str) and i for i in items)):
+                                            or not all(isinstance(i, str) and i for i in items)):
             raise RollbackError("select.%s: give a non-empty list of names, got %r" % (name, items))
         chosen[name] = parts[name].select(chosen[name], items)
     for name, options in (narrow or {}).items():

@@ -190,11 +190,11 @@ class ConfigComponent(Component):
     def scope(self, record, changes=None):  # pylint: disable=unused-argument
         return {"paths": [{"path": r["path"], "validate": r.get("validate")} for r in record["paths"]]}
 
-    def select(self, record, paths):
+    def select(self, record, items):
         """The record limited to the given roots (a partial, config-only rollback)."""
-        if not paths:
+        if not items:
             return record
-        wanted = [os.path.normpath(p) for p in paths]
+        wanted = [os.path.normpath(p) for p in items]
         known = [r["path"] for r in record["paths"]]
         unknown = [p for p in wanted if p not in known]
         if unknown:

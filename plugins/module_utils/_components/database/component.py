@@ -16,7 +16,6 @@ restore either through restore_point's `database_password` (this run only), or o
 from __future__ import annotations
 
 import os
-import re
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg as _pg
 from ansible_collections.fleetops.rollback.plugins.module_utils._backends import pg_ops as _pg_ops

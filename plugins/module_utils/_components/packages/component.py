@@ -144,11 +144,11 @@ class PackagesComponent(Component):
         return record
 
     # ---------------------------------------------------------------- select (partial restores)
-    def select(self, record, names):
+    def select(self, record, items):
         """Narrow a record to the named packages (a partial rollback such as `select: {packages: [black]}`):
         each pip environment and the apt set restore only the names they hold; the others are left out."""
         out = dict(record)
-        wanted = {_pip.canonical(n): n for n in names}
+        wanted = {_pip.canonical(n): n for n in items}
         found = set()
         out["pip"] = []
         for env in record.get("pip") or []:
@@ -159,7 +159,7 @@ class PackagesComponent(Component):
         apt = record.get("apt")
         out["apt"] = None
         if apt:
-            mine = [n for n in names if n in apt["names"]]
+            mine = [n for n in items if n in apt["names"]]
             if mine:
                 out["apt"] = dict(apt, only=mine)
                 found.update(_pip.canonical(n) for n in mine)
@@ -171,15 +171,15 @@ class PackagesComponent(Component):
                                 missing=missing)
         return out
 
-    def narrow(self, record, selection):
-        """Narrow a record for package_snapshot's restores: selection {manager, python|virtualenv, only,
+    def narrow(self, record, options):
+        """Narrow a record for package_snapshot's restores: options {manager, python|virtualenv, only,
         prune_extra, find_links, index_url, build_isolation, hold}; keys left None keep the record's value."""
-        if not selection:
+        if not options:
             return record
-        manager = selection.get("manager")
+        manager = options.get("manager")
         out = dict(record)
         if manager == "pip":
-            python = selection.get("python")
+            python = options.get("python")
             envs = [env for env in record.get("pip") or []
                     if python in (env.get("python"), env.get("virtualenv"), env.get("executable"))]
             if not envs:
@@ -187,9 +187,9 @@ class PackagesComponent(Component):
                                     % (python, ", ".join(_pip.env_label(e) for e in record.get("pip") or []) or "none"))
             env = dict(envs[0])
             for key in ("prune_extra", "find_links", "index_url", "build_isolation", "use_pip_config"):
-                if selection.get(key) is not None:
-                    env[key] = selection[key]
-            env["only"] = _pip.check_only(env, selection.get("only"))
+                if options.get(key) is not None:
+                    env[key] = options[key]
+            env["only"] = _pip.check_only(env, options.get("only"))
             out["pip"], out["apt"] = [env], None
         elif manager == "apt":
             apt = record.get("apt")
@@ -197,9 +197,9 @@ class PackagesComponent(Component):
                 raise RollbackError("packages: the point holds no apt snapshot")
             apt = dict(apt)
             for key in ("prune_extra", "hold", "dpkg_lock_timeout"):
-                if selection.get(key) is not None:
-                    apt[key] = selection[key]
-            only = selection.get("only")
+                if options.get(key) is not None:
+                    apt[key] = options[key]
+            only = options.get("only")
             if only is not None:
                 unknown = [n for n in only if n not in apt["names"]]
                 if unknown:
