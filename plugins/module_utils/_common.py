@@ -18,7 +18,9 @@ import signal
 import traceback
 from urllib.parse import unquote
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, _load_params
+
+from ansible_collections.fleetops.rollback.plugins.module_utils._argspec import dict_option_problem, secret_values
 
 DEFAULT_STORE_PATH = "/var/lib/fleetops/rollback"
 
@@ -176,6 +178,9 @@ class ModuleBase:
         if self.uses_store:
             spec.update(STORE_ARGUMENT_SPEC)
         spec.update(self.argument_spec)
+        problem = dict_option_problem(spec, _load_params())
+        if problem:
+            self._fail_unparsed(spec, problem)
         try:
             self.module = AnsibleModule(argument_spec=spec, supports_check_mode=True, **self.module_kwargs)
         except (OverflowError, ValueError, TypeError, RecursionError) as err:
@@ -188,10 +193,16 @@ class ModuleBase:
         self.progress = PROGRESS
 
     def _fail_unparsed(self, spec, err):
-        """Read the arguments again with every number option untyped, and fail naming the ones out of range."""
+        """Read the arguments again with every number option and every dict of options untyped, and fail: with the
+        message of a dict of options that is wrong (a str), or naming the numbers out of range."""
         numbers = [name for name, option in spec.items() if option.get("type") in ("int", "float")]
-        relaxed = {name: dict(option, type="raw") if name in numbers else option for name, option in spec.items()}
+        relaxed = {name: {"type": "raw"} if name in numbers or option.get("options") else option
+                   for name, option in spec.items()}
         self.module = AnsibleModule(argument_spec=relaxed, supports_check_mode=True, **self.module_kwargs)
+        # The typed options' no_log markers were relaxed away with their types: mask their values all the same.
+        self.module.no_log_values.update(secret_values(spec, self.module.params))
+        if isinstance(err, str):
+            self.module.fail_json(msg=err)
         suspects = [name for name in numbers if isinstance(self.module.params.get(name), int)
                     and not isinstance(self.module.params.get(name), bool) and abs(self.module.params[name]) > 2 ** 63]
         self.module.fail_json(msg="the task's arguments could not be read: %s (%s)%s; give values in range"

@@ -189,7 +189,7 @@ def test_bad_restore_input_names_the_value(host, one_host, playbook, params, nee
 @pytest.mark.parametrize("components, needle", [
     ({"config": {"paths": ["etc/app"]}}, "components.config.paths[0]: 'etc/app' is not an absolute path"),
     ({"config": {"paths": ["/nonexistent/fleetops"]}}, "'/nonexistent/fleetops' does not exist"),
-    ({"nosuchthing": {"db": "x"}}, "unknown component 'nosuchthing'"),
+    ({"nosuchthing": {"db": "x"}}, "components: unknown option 'nosuchthing'"),
     ({"database": {"db": "x", "login_host": "127.0.0.1", "port": 1}}, "cannot connect to PostgreSQL as postgres@127.0.0.1:1/x"),
     ({"release": {"path": "/etc/hostname"}}, "is not a symlink"),
 ])

@@ -17,11 +17,9 @@ module global, so nothing outlives the call that was given it.
 
 from __future__ import annotations
 
-import re
-
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.module_utils.errors import RequiredError, UnsupportedError
 
+from ansible_collections.fleetops.rollback.plugins.module_utils._argspec import messages
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
 
 # Keys of an OPTIONS entry that document it; the argument spec is the rest.
@@ -56,27 +54,7 @@ def validate_spec(options, value, where):
         raise RollbackError("%s: expected a dict of options (%s), got %r" % (where, ", ".join(sorted(options)), value))
     result = ArgumentSpecValidator(argument_spec(options)).validate(value)
     if result.error_messages:
-        messages = []
-        for error in result.errors:
-            if isinstance(error, UnsupportedError):
-                # "a.b, c. Supported parameters include: x, y." (nested names dotted), said our way
-                names, dummy, known = error.msg.partition(". Supported parameters include: ")
-                messages.append("unknown option %s; known options: %s"
-                                % (", ".join(repr(n) for n in names.split(", ")), known.rstrip(".")))
-            elif isinstance(error, RequiredError):
-                # "missing required arguments: a, b found in pip -> 0" -> components.packages.pip.0.a is required
-                match = re.match(r"missing required arguments: (.*?)(?: found in (.*))?$", error.msg)
-                if match:
-                    inside = "".join("." + part for part in (match.group(2) or "").split(" -> ") if part)
-                    messages.append("; ".join("%s%s.%s is required" % (where, inside, name)
-                                              for name in match.group(1).split(", ")))
-                    continue
-                messages.append(error.msg)
-            else:
-                messages.append(error.msg)
-        if all(message.startswith(where) for message in messages):
-            raise RollbackError("; ".join(messages))
-        raise RollbackError("%s: %s" % (where, "; ".join(messages)))
+        raise RollbackError("; ".join(messages(result.errors, where, root=value)))
     return result.validated_parameters
 
 

@@ -30,7 +30,7 @@ def test_packages_is_registered_before_config():
     ({}, "give pip environments, apt names or both"),
     ({"pip": [{"virtualenv": "venv"}]}, "components.packages.pip[0].virtualenv: 'venv' is not an absolute path"),
     ({"pip": [{"virtualenv": "/a", "executable": "/usr/bin/python3"}]}, "give exactly one of virtualenv"),
-    ({"pip": [{"virtualenv": "/a", "colour": 1}]}, "unknown option 'pip.colour'"),
+    ({"pip": [{"virtualenv": "/a", "colour": 1}]}, "components.packages.pip: unknown option 'colour'"),
     ({"pip": [{"virtualenv": "/a", "find_links": ["wheels"]}]}, "'wheels' is not an absolute path or a URL"),
     ({"pip": [{"virtualenv": "/a", "index_url": "https://bob:s3cret@pypi.example/simple"}]}, "carries credentials"),
     ({"pip": [{"virtualenv": "/a", "prune_extra": "perhaps"}]}, "'perhaps' is not a valid boolean"),
@@ -38,7 +38,7 @@ def test_packages_is_registered_before_config():
     ({"apt": {"names": []}}, "non-empty list of Debian package names"),
     ({"apt": {"names": ["Nginx"]}}, "'Nginx' is not a Debian package name"),
     ({"apt": {"names": ["nginx", "nginx"]}}, "lists a package twice"),
-    ({"apt": {"names": ["nginx"], "pin": True}}, "unknown option 'apt.pin'"),
+    ({"apt": {"names": ["nginx"], "pin": True}}, "components.packages.apt: unknown option 'pin'"),
 ])
 def test_normalize_names_the_bad_value(spec, needle):
     with pytest.raises(RollbackError) as err:

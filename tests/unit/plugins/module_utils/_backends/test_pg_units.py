@@ -102,8 +102,8 @@ def test_count_mismatches():
 
 @pytest.mark.parametrize("spec, message", [
     ({"login_host": "x"}, "components.database.db"),
-    ({"db": "app", "format": "tar"}, "value of format must be one of: custom, directory, got: tar"),
-    ({"db": "app", "mode": "merge"}, "value of mode must be one of: clean, recreate, got: merge"),
+    ({"db": "app", "format": "tar"}, "components.database.format: 'tar' is not one of custom, directory"),
+    ({"db": "app", "mode": "merge"}, "components.database.mode: 'merge' is not one of clean, recreate"),
     ({"db": "app", "jobs": 0}, "jobs: 0"),
     ({"db": "app", "compress": 11}, "compress: 11"),
     ({"db": "app", "colour": "red"}, "unknown option 'colour'"),

@@ -1,0 +1,214 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleetops.rollback contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Typed options checked the way AnsibleModule checks them, and refused in words that name the option's full path.
+
+Ansible's own messages for nested options say "argument 'port' is of type str found in 'components -> database'",
+lead with a no_log side effect ("dictionary requested ...") when a dict is not one, and a value that is not a dict
+where a dict of options goes breaks its validator with a TypeError. The options that hold a dict of options
+(restore_point's `components`) are therefore checked here first, and refused as "components.database.port: give an
+int, got a str ('abc')".
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import (ArgumentTypeError, ArgumentValueError, ElementError, NoLogError,
+                                         RequiredError, SubParameterTypeError, UnsupportedError)
+
+_TYPE_ERROR = re.compile(r"argument '(?P<name>[^']+)' is of type (?P<got>\S+)(?: found in '(?P<inside>.*?)'\.)? and we "
+                         r"were unable to convert to (?P<want>\w+): (?P<why>.*)$", re.S)
+_ELEMENT_ERROR = re.compile(r"Elements value for option '(?P<name>[^']+)'(?: found in '(?P<inside>.*?)')? is of type "
+                            r"(?P<got>\S+) and we were unable to convert to (?P<want>\w+)", re.S)
+_CHOICE_ERROR = re.compile(r"value of (?P<name>\S+) must be one of: (?P<choices>.*?), got: (?P<got>.*?)"
+                           r"(?: found in (?P<inside>.*))?$", re.S)
+_REQUIRED_ERROR = re.compile(r"missing required arguments: (?P<names>.*?)(?: found in (?P<inside>.*))?$", re.S)
+
+
+def _path(where, inside, name=None):
+    """where + 'a -> b' (Ansible's path inside it) + name, dotted; list indexes stay as parts."""
+    parts = [where] if where else []
+    parts += [part for part in re.split(r"\s*->\s*", inside or "") if part]
+    if name:
+        parts.append(name)
+    return ".".join(parts)
+
+
+def _lookup(root, inside, name):
+    """The value at Ansible's path ('a -> 0 -> b') and name under root, or a marker when it cannot be found."""
+    value = root
+    for part in [p for p in re.split(r"\s*->\s*", inside or "") if p] + [name]:
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+_MISSING = object()
+
+
+def _shown(value):
+    return "" if value is _MISSING else " (%r)" % (value,)
+
+
+def _article(word):
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+def messages(errors, where="", root=None):
+    """Ansible validation errors (an ErrorCollection) as messages naming each option by its dotted path, and the
+    value found there under `root` (the parameters that were validated)."""
+    out = []
+    typed = set()
+    for error in errors:
+        match = None
+        if isinstance(error, NoLogError):
+            continue  # a side effect of a type error reported next (or a value Ansible could not scan for secrets)
+        if isinstance(error, UnsupportedError):
+            # "a.b, c. Supported parameters include: x, y." (nested names are dotted from the top)
+            names, dummy, known = error.msg.partition(". Supported parameters include: ")
+            parents = {}
+            for name in names.split(", "):
+                parent, dummy, leaf = name.rpartition(".")
+                parents.setdefault(".".join(part for part in (where, parent) if part), []).append(leaf)
+            out += ["%sunknown option %s; known options: %s" % (parent + ": " if parent else "",
+                                                                 ", ".join(repr(n) for n in leaves), known.rstrip("."))
+                    for parent, leaves in parents.items()]
+            continue
+        if isinstance(error, RequiredError):
+            match = _REQUIRED_ERROR.match(error.msg)
+            if match:
+                out.append("; ".join("%s is required" % _path(where, match.group("inside"), name)
+                                     for name in match.group("names").split(", ")))
+                continue
+        if isinstance(error, ArgumentTypeError):
+            match = _TYPE_ERROR.match(error.msg)
+            if match:
+                path = _path(where, match.group("inside"), match.group("name"))
+                typed.add(path)
+                value = _lookup(root, match.group("inside"), match.group("name"))
+                why = match.group("why")
+                out.append("%s: give %s, got %s%s%s" % (
+                    path, _article(match.group("want")), _article(match.group("got")), _shown(value),
+                    "" if why.startswith("<class") or value is not _MISSING and repr(value) in why else ": " + why))
+                continue
+        if isinstance(error, ElementError):
+            match = _ELEMENT_ERROR.match(error.msg)
+            if match:
+                path = _path(where, match.group("inside"), match.group("name"))
+                typed.add(path)
+                out.append("%s: each element must be %s, got %s%s" % (
+                    path, _article(match.group("want")), _article(match.group("got")),
+                    _shown(_lookup(root, match.group("inside"), match.group("name")))))
+                continue
+        if isinstance(error, ArgumentValueError):
+            match = _CHOICE_ERROR.match(error.msg)
+            if match:
+                out.append("%s: %r is not one of %s" % (_path(where, match.group("inside"), match.group("name")),
+                                                        match.group("got"), match.group("choices")))
+                continue
+        if isinstance(error, SubParameterTypeError) and any(path.endswith(error.msg.split("'")[1]) for path in typed
+                                                            if "'" in error.msg):
+            continue  # the type error above already says it
+        out.append("%s: %s" % (where, error.msg) if where else error.msg)
+    return out
+
+
+def _shape(spec, value, path):
+    """The first place where a dict of options holds something that is not a dict (Ansible's validator would raise
+    a TypeError there), or None."""
+    if value is None:
+        return None
+    options = spec.get("options")
+    if spec.get("type") == "dict" and options:
+        if not isinstance(value, dict):
+            return "%s: give a dict of options (%s), got %s (%r)" % (path, ", ".join(sorted(options)),
+                                                                    _article(type(value).__name__), value)
+        for name, option in options.items():
+            problem = _shape(option, value.get(name), "%s.%s" % (path, name))
+            if problem:
+                return problem
+    elif spec.get("type") == "list" and spec.get("elements") == "dict" and options and isinstance(value, list):
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                return "%s[%d]: give a dict of options (%s), got %s (%r)" % (
+                    path, index, ", ".join(sorted(options)), _article(type(item).__name__), item)
+            for name, option in options.items():
+                problem = _shape(option, item.get(name), "%s[%d].%s" % (path, index, name))
+                if problem:
+                    return problem
+    return None
+
+
+def _strings(spec, params, prefix=""):
+    """The first option of type str or path given a list or a dict (Ansible would pass on its repr, and a database
+    named "['app']" would be looked for), or None."""
+    if not isinstance(params, dict):
+        return None
+    for name, option in spec.items():
+        value = params.get(name)
+        if value is None:
+            for alias in option.get("aliases") or ():
+                value = params.get(alias) if value is None else value
+        if value is None:
+            continue
+        path = prefix + name
+        if option.get("type", "str") in ("str", "path") and isinstance(value, (list, dict)):
+            return "%s: give a string, got %s%s" % (path, _article(type(value).__name__),
+                                                    "" if option.get("no_log") else " (%r)" % (value,))
+        if option.get("options"):
+            items = value if option.get("type") == "list" and isinstance(value, list) else [value]
+            for index, item in enumerate(items):
+                where = path + ("[%d]" % index if option.get("type") == "list" else "") + "."
+                problem = _strings(option["options"], item, where)
+                if problem:
+                    return problem
+    return None
+
+
+def dict_option_problem(spec, params):
+    """What is wrong with the options of `spec` that hold a dict of options (or a string option given a list),
+    checked before AnsibleModule reads them (None when nothing is): said with the option's full path."""
+    problem = _strings(spec, params)
+    if problem:
+        return problem
+    nested = {name: option for name, option in spec.items()
+              if option.get("type") == "dict" and option.get("options") and params.get(name) is not None}
+    for name, option in nested.items():
+        problem = _shape(option, params[name], name)
+        if problem:
+            return problem
+    if not nested:
+        return None
+    result = ArgumentSpecValidator({name: dict(option, required=False) for name, option in nested.items()}).validate(
+        {name: params[name] for name in nested})
+    found = messages(result.errors, root=params)
+    return "; ".join(found) if found else None
+
+
+def secret_values(spec, params):
+    """The values of no_log options anywhere under `params`, whatever their shape: a module that fails before Ansible
+    has read its arguments still masks them in what it returns."""
+    found = set()
+
+    def walk(options, value):
+        if not isinstance(value, dict):
+            return
+        for name, option in options.items():
+            inner = value.get(name)
+            if inner is None:
+                continue
+            if option.get("no_log"):
+                found.update(str(v) for v in (inner.values() if isinstance(inner, dict) else
+                                              inner if isinstance(inner, list) else [inner]) if str(v))
+            if option.get("options"):
+                for item in inner if isinstance(inner, list) else [inner]:
+                    walk(option["options"], item)
+
+    walk(spec, params)
+    return found
