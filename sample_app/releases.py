@@ -50,35 +50,25 @@ class Release:
         return [value for key, value in self.config().items() if key in SECRET_KEYS]
 
 
+def _app_env(log_level, secret_key):
+    """The .env of a release: the releases differ in their log level and secret key."""
+    return (("APP_NAME", "sample"), ("LOG_LEVEL", log_level), ("WORKERS", "4"), ("DB_HOST", "127.0.0.1"),
+            ("DB_NAME", "app"), ("SECRET_KEY", secret_key), ("DB_PASSWORD", _DB_PASSWORD))
+
+
 RELEASES = {
     1: Release(
         number=1,
         version="1.0.0",
         requires=_BASE_REQUIRES,
-        app_env=(
-            ("APP_NAME", "sample"),
-            ("LOG_LEVEL", "info"),
-            ("WORKERS", "4"),
-            ("DB_HOST", "127.0.0.1"),
-            ("DB_NAME", "app"),
-            ("SECRET_KEY", _SECRET_1),
-            ("DB_PASSWORD", _DB_PASSWORD),
-        ),
+        app_env=_app_env(log_level="info", secret_key=_SECRET_1),
         conf_d={"10-features.env": (("FEATURE_SEARCH", "on"),)},
     ),
     2: Release(
         number=2,
         version="2.0.0",
         requires=_BASE_REQUIRES + ("CACHE_URL",),
-        app_env=(
-            ("APP_NAME", "sample"),
-            ("LOG_LEVEL", "debug"),
-            ("WORKERS", "4"),
-            ("DB_HOST", "127.0.0.1"),
-            ("DB_NAME", "app"),
-            ("SECRET_KEY", _SECRET_2),
-            ("DB_PASSWORD", _DB_PASSWORD),
-        ),
+        app_env=_app_env(log_level="debug", secret_key=_SECRET_2),
         conf_d={
             "10-features.env": (("FEATURE_SEARCH", "on"),),
             "20-tuning.env": (("WORKERS", "8"), ("HTTP_TIMEOUT", "30")),
@@ -88,30 +78,14 @@ RELEASES = {
         number=3,
         version="3.0.0",
         requires=_BASE_REQUIRES,
-        app_env=(
-            ("APP_NAME", "sample"),
-            ("LOG_LEVEL", "warning"),
-            ("WORKERS", "4"),
-            ("DB_HOST", "127.0.0.1"),
-            ("DB_NAME", "app"),
-            ("SECRET_KEY", _SECRET_1),
-            ("DB_PASSWORD", _DB_PASSWORD),
-        ),
+        app_env=_app_env(log_level="warning", secret_key=_SECRET_1),
         conf_d={"10-features.env": (("FEATURE_SEARCH", "on"), ("FEATURE_EXPORT", "on"))},
     ),
     4: Release(
         number=4,
         version="4.0.0",
         requires=_BASE_REQUIRES,
-        app_env=(
-            ("APP_NAME", "sample"),
-            ("LOG_LEVEL", "info"),
-            ("WORKERS", "4"),
-            ("DB_HOST", "127.0.0.1"),
-            ("DB_NAME", "app"),
-            ("SECRET_KEY", _SECRET_1),
-            ("DB_PASSWORD", _DB_PASSWORD),
-        ),
+        app_env=_app_env(log_level="info", secret_key=_SECRET_1),
         conf_d={
             "10-features.env": (("FEATURE_SEARCH", "on"), ("FEATURE_EXPORT", "on")),
             "30-errors.env": (("ERROR_RATE", "0.3"),),

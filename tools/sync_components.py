@@ -6,7 +6,7 @@
 - plugins/doc_fragments/components.py: restore_point's `components` option (one suboption per registered component,
   with its own options) and the options components read at restore time (database_password, ...).
 - plugins/doc_fragments/postgres.py: the connection options of pg_dump and pg_restore, which are the database
-  component's own.
+  component's own, and (postgres.dump) the dump options pg_dump shares with it.
 - Every list of component names in the modules' documentation, the roles' argument specs, the AWX job templates
   and the guides (a run of three or more registered names separated by ", ") becomes the registry's order.
 - The blocks between `<!-- components -->` and `<!-- /components -->` in README.md and docs/restore-points.md:
@@ -118,11 +118,17 @@ def components_fragment():
     return HEADER + _render("DOCUMENTATION", {"options": options})
 
 
+# The dump options pg_dump documents through fleetops.rollback.postgres.dump (it documents format and jobs itself:
+# there the format is required, never defaulted, and jobs serve its verification too).
+PG_DUMP_OPTIONS = ("compress", "schemas", "exclude_schemas", "tables", "exclude_tables")
+
+
 def postgres_fragment():
     database = _registry().DECLARATIONS["database"]
     data = {"options": _doc(database.CONNECTION_OPTIONS)}
     data.update(POSTGRES_NOTES)
-    return HEADER + _render("DOCUMENTATION", data)
+    dump = {"options": _doc({name: database.DUMP_OPTIONS[name] for name in PG_DUMP_OPTIONS})}
+    return HEADER + _render("DOCUMENTATION", data) + "\n" + _render("DUMP", dump)
 
 
 def _markdown(text):

@@ -73,3 +73,32 @@ requirements:
   - psycopg2 (C(psycopg2-binary) from PyPI) for the Python that runs the module on the host
   - the PostgreSQL client binaries C(pg_dump) and C(pg_restore)
 """
+
+    DUMP = r"""
+options:
+  compress:
+    description:
+      - gzip level 0-9 passed to C(pg_dump -Z). Default is pg_dump's own (6). On small machines a low level is much
+        faster (1 is often twice as fast as 6 for a few percent more bytes).
+    type: int
+  schemas:
+    description:
+      - Dump only these schemas (C(pg_dump -n) patterns). Each pattern must match something (C(--strict-names)).
+    type: list
+    elements: str
+  exclude_schemas:
+    description:
+      - Do not dump these schemas (C(pg_dump -N) patterns).
+    type: list
+    elements: str
+  tables:
+    description:
+      - Dump only these tables (C(pg_dump -t) patterns). Each pattern must match something (C(--strict-names)).
+    type: list
+    elements: str
+  exclude_tables:
+    description:
+      - Do not dump these tables (C(pg_dump -T) patterns).
+    type: list
+    elements: str
+"""

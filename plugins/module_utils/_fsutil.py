@@ -48,16 +48,20 @@ def private_dir(path, mode=0o700):
     return path
 
 
-def atomic_write(path, data, mode=0o600):
-    """Write bytes so that readers see the old or the new file, never a torn one, even after a crash."""
+def atomic_write(path, data, mode=0o600, owner=None, prefix=".tmp-"):
+    """Write bytes so that readers see the old or the new file, never a torn one, even after a crash.
+    `owner` (uid, gid) keeps the owner of a file replaced in place; `prefix` names the temporary file, which a
+    kill can leave behind (the store's recovery knows its own prefix)."""
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
     try:
         with os.fdopen(fd, "wb") as stream:
             stream.write(data)
             stream.flush()
+            if owner is not None:
+                os.fchown(stream.fileno(), *owner)
+            os.fchmod(stream.fileno(), mode)
             os.fsync(stream.fileno())
-        os.chmod(tmp, mode)
         os.rename(tmp, path)
     except BaseException:
         if os.path.lexists(tmp):

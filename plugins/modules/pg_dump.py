@@ -48,29 +48,6 @@ options:
         it too.
     type: int
     default: 1
-  compress:
-    description:
-      - gzip level 0-9 passed to C(pg_dump -Z). Default is pg_dump's own (6). On small machines a low level is
-        much faster (1 is often twice as fast as 6 for a few percent more bytes).
-    type: int
-  schemas:
-    description:
-      - Dump only these schemas (C(pg_dump -n) patterns). Each pattern must match something (C(--strict-names)).
-    type: list
-    elements: str
-  exclude_schemas:
-    description: Do not dump these schemas (C(pg_dump -N) patterns).
-    type: list
-    elements: str
-  tables:
-    description:
-      - Dump only these tables (C(pg_dump -t) patterns). Each pattern must match something (C(--strict-names)).
-    type: list
-    elements: str
-  exclude_tables:
-    description: Do not dump these tables (C(pg_dump -T) patterns).
-    type: list
-    elements: str
   verify:
     description:
       - Restore the dump into a scratch database (on the same server, through O(maintenance_db)), compare every
@@ -79,7 +56,7 @@ options:
       - With an up-to-date O(dest) (nothing dumped), the existing dump is verified.
     type: bool
     default: false
-extends_documentation_fragment: [fleetops.rollback.postgres, fleetops.rollback.attributes.platform]
+extends_documentation_fragment: [fleetops.rollback.postgres, fleetops.rollback.postgres.dump, fleetops.rollback.attributes.platform]
 attributes:
   check_mode:
     support: full

@@ -24,6 +24,7 @@ import tempfile
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path
 from ansible_collections.fleetops.rollback.plugins.module_utils._components import database as database_declaration
 from ansible_collections.fleetops.rollback.plugins.module_utils._components.base import argument_spec as spec_of
+from ansible_collections.fleetops.rollback.plugins.module_utils._process import child_setup
 from ansible_collections.fleetops.rollback.plugins.module_utils._redact import redact_text
 
 try:
@@ -231,29 +232,7 @@ class Conn:
         return ToolProcess(self, argv, capture_stdout)
 
 
-_PR_SET_PDEATHSIG = 1
 STOP_WAIT = 30.0
-
-
-def _prctl():
-    """libc's prctl, resolved before any fork (the child may only call it), or None off Linux."""
-    try:
-        import ctypes  # pylint: disable=import-outside-toplevel
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError, ImportError):
-        return None
-
-
-def _child_setup(parent, prctl):
-    def setup():
-        # SIGTERM may be ignored in the module once a first one arrived: the tool must still obey it.
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if prctl is not None:
-            # The tool gets SIGTERM when the module dies, even by SIGKILL: no pg_dump keeps writing for nobody.
-            prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:  # the module died before prctl took effect
-            os._exit(1)  # pylint: disable=protected-access
-    return setup
 
 
 class ToolProcess:
@@ -284,7 +263,7 @@ class ToolProcess:
                 self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
                     argv, stdin=subprocess.DEVNULL, stderr=self.err_stream, env=env,
                     stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
-                    preexec_fn=_child_setup(os.getpid(), _prctl()))
+                    preexec_fn=child_setup())
             except OSError as err:
                 raise RollbackError("cannot run %s: %s" % (argv[0], err.strerror or err))
         except BaseException:

@@ -15,10 +15,9 @@ import errno
 import os
 import re
 import stat
-import tempfile
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError, check_path
-from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import fsync_dir
+from ansible_collections.fleetops.rollback.plugins.module_utils._fsutil import atomic_write
 
 NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
 VERSION = r"[A-Za-z0-9][A-Za-z0-9.+!_-]*"
@@ -197,18 +196,4 @@ def write(path, data):
     """Replace the file atomically (through a symlink to its target), keeping its mode and owner."""
     path = os.path.realpath(path)
     st = os.stat(path)
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".fleetops-pins-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fchown(stream.fileno(), st.st_uid, st.st_gid)
-            os.fchmod(stream.fileno(), st.st_mode & 0o7777)
-            os.fsync(stream.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-    fsync_dir(directory)
+    atomic_write(path, data, mode=st.st_mode & 0o7777, owner=(st.st_uid, st.st_gid), prefix=".fleetops-pins-")

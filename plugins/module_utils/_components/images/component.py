@@ -20,6 +20,17 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._components.base
 DEFAULT_WAIT = 120.0
 
 
+def _distinct(values, check, where):
+    """Each value checked (and normalized) by check(value, where[i]); one listed twice is refused."""
+    out = []
+    for index, value in enumerate(values):
+        value = check(value, "%s[%d]" % (where, index))
+        if value in out:
+            raise RollbackError("%s[%d]: %r is listed twice" % (where, index, value))
+        out.append(value)
+    return out
+
+
 class ImagesComponent(Component):
     name = "images"
     declaration = declaration
@@ -47,12 +58,7 @@ class ImagesComponent(Component):
             refs = [refs]
         if not isinstance(refs, list) or not refs:
             raise RollbackError("%s.refs: give a non-empty list of image references (repo:tag), got %r" % (where, refs))
-        out = []
-        for index, ref in enumerate(refs):
-            ref = _docker.check_target_ref(ref, "%s.refs[%d]" % (where, index))
-            if ref in out:
-                raise RollbackError("%s.refs[%d]: %r is listed twice" % (where, index, ref))
-            out.append(ref)
+        out = _distinct(refs, _docker.check_target_ref, where + ".refs")
         containers = spec.get("containers", "by_image")
         if containers in (None, "none", []):
             containers = []
@@ -62,13 +68,7 @@ class ImagesComponent(Component):
             if not isinstance(containers, list):
                 raise RollbackError("%s.containers: give by_image, none or a list of container names, got %r"
                                     % (where, containers))
-            names = []
-            for index, name in enumerate(containers):
-                name = _docker.check_container_name(name, "%s.containers[%d]" % (where, index))
-                if name in names:
-                    raise RollbackError("%s.containers[%d]: %r is listed twice" % (where, index, name))
-                names.append(name)
-            containers = names
+            containers = _distinct(containers, _docker.check_container_name, where + ".containers")
         wait = spec.get("wait_timeout", DEFAULT_WAIT)
         _docker.check_seconds(wait, "%s.wait_timeout" % where)
         host = spec.get("docker_host")

@@ -43,11 +43,6 @@ def restore(store, record):
 
 
 @pytest.fixture
-def store(tmp_path):
-    return Store(str(tmp_path / "store")).ensure()
-
-
-@pytest.fixture
 def tree(tmp_path):
     """/etc-like tree: nested dirs, a symlink, modes 0600/0750/0444, a file owned by nobody."""
     root = tmp_path / "etc" / "app"

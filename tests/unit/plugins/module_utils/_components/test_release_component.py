@@ -7,14 +7,8 @@ import pytest
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
 from ansible_collections.fleetops.rollback.plugins.module_utils._components.release.component import ReleaseComponent
-from ansible_collections.fleetops.rollback.plugins.module_utils._store.store import Store
 
 RELEASE = ReleaseComponent()
-
-
-@pytest.fixture
-def store(tmp_path):
-    return Store(str(tmp_path / "store")).ensure()
 
 
 @pytest.fixture

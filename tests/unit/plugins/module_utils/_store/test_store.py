@@ -17,11 +17,6 @@ UTC = timezone.utc
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def store(tmp_path):
-    return Store(str(tmp_path / "store")).ensure()
-
-
 def make_point(store, label=None, status="candidate", now=None, components=None, **extra):
     manifest = {
         "format": _store.MANIFEST_FORMAT,
