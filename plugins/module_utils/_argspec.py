@@ -76,9 +76,9 @@ def messages(errors, where="", root=None):
             for name in names.split(", "):
                 parent, dummy, leaf = name.rpartition(".")
                 parents.setdefault(".".join(part for part in (where, parent) if part), []).append(leaf)
-            out += ["%sunknown option %s; known options: %s" % (parent + ": " if parent else "",
-                                                                 ", ".join(repr(n) for n in leaves), known.rstrip("."))
-                    for parent, leaves in parents.items()]
+            for parent, leaves in parents.items():
+                out.append("%sunknown option %s; known options: %s" % (
+                    parent + ": " if parent else "", ", ".join(repr(n) for n in leaves), known.rstrip(".")))
             continue
         if isinstance(error, RequiredError):
             match = _REQUIRED_ERROR.match(error.msg)
@@ -127,8 +127,8 @@ def _shape(spec, value, path):
     options = spec.get("options")
     if spec.get("type") == "dict" and options:
         if not isinstance(value, dict):
-            return "%s: give a dict of options (%s), got %s (%r)" % (path, ", ".join(sorted(options)),
-                                                                    _article(type(value).__name__), value)
+            return "%s: give a dict of options (%s), got %s (%r)" % (
+                path, ", ".join(sorted(options)), _article(type(value).__name__), value)
         for name, option in options.items():
             problem = _shape(option, value.get(name), "%s.%s" % (path, name))
             if problem:
@@ -174,6 +174,8 @@ def _strings(spec, params, prefix=""):
 def dict_option_problem(spec, params):
     """What is wrong with the options of `spec` that hold a dict of options (or a string option given a list),
     checked before AnsibleModule reads them (None when nothing is): said with the option's full path."""
+    if not isinstance(params, dict):
+        return None  # not run as a module (documentation tools import it to read its argument spec)
     problem = _strings(spec, params)
     if problem:
         return problem
