@@ -17,7 +17,8 @@ from ansible_collections.fleetops.rollback.plugins.filter import service_selecti
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 ROLE = os.path.join(ROOT, "roles", "rollback")
-STEPS, FALLBACK = steps_plugin.STEPS, steps_plugin.FALLBACK
+STEPS = steps_plugin.STEPS
+FALLBACK = steps_plugin.FALLBACK
 rollback_steps = steps_plugin.FilterModule().filters()["rollback_steps"]
 service_selection = selection_plugin.FilterModule().filters()["service_selection"]
 
