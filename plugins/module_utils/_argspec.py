@@ -27,19 +27,20 @@ _CHOICE_ERROR = re.compile(r"value of (?P<name>\S+) must be one of: (?P<choices>
 _REQUIRED_ERROR = re.compile(r"missing required arguments: (?P<names>.*?)(?: found in (?P<inside>.*))?$", re.S)
 
 
+def _parts(inside):
+    """Ansible's path inside the validated parameters ('a -> 0 -> b') as its parts."""
+    return [part for part in re.split(r"\s*->\s*", inside or "") if part]
+
+
 def _path(where, inside, name=None):
-    """where + 'a -> b' (Ansible's path inside it) + name, dotted; list indexes stay as parts."""
-    parts = [where] if where else []
-    parts += [part for part in re.split(r"\s*->\s*", inside or "") if part]
-    if name:
-        parts.append(name)
-    return ".".join(parts)
+    """where + Ansible's path inside it + name, dotted; list indexes stay as parts."""
+    return ".".join(([where] if where else []) + _parts(inside) + ([name] if name else []))
 
 
 def _lookup(root, inside, name):
-    """The value at Ansible's path ('a -> 0 -> b') and name under root, or a marker when it cannot be found."""
+    """The value at Ansible's path and name under root, or a marker when it cannot be found."""
     value = root
-    for part in [p for p in re.split(r"\s*->\s*", inside or "") if p] + [name]:
+    for part in _parts(inside) + [name]:
         if isinstance(value, dict) and part in value:
             value = value[part]
         elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
@@ -66,7 +67,6 @@ def messages(errors, where="", root=None):
     out = []
     typed = set()
     for error in errors:
-        match = None
         if isinstance(error, NoLogError):
             continue  # a side effect of a type error reported next (or a value Ansible could not scan for secrets)
         if isinstance(error, UnsupportedError):
@@ -119,27 +119,28 @@ def messages(errors, where="", root=None):
     return out
 
 
-def _shape(spec, value, path):
-    """The first place where a dict of options holds something that is not a dict (Ansible's validator would raise
-    a TypeError there), or None."""
-    if value is None:
+def _items(option, value, path):
+    """(path, item) of each dict of options an option holds: itself for a dict, each element for a list of dicts."""
+    if option.get("type") == "list" and isinstance(value, list):
+        return [("%s[%d]" % (path, index), item) for index, item in enumerate(value)]
+    return [(path, value)]
+
+
+def shape_problem(option, value, path):
+    """The first place where an option that holds a dict of options (or a list of them) holds something that is not
+    a dict (Ansible's validator would raise a TypeError there), or None."""
+    options = option.get("options")
+    nested = option.get("type") == "dict" or option.get("type") == "list" and option.get("elements") == "dict"
+    if not options or not nested or option.get("type") == "list" and not isinstance(value, list):
         return None
-    options = spec.get("options")
-    if spec.get("type") == "dict" and options:
-        if not isinstance(value, dict):
-            return "%s: give a dict of options (%s), got %s (%r)" % (
-                path, ", ".join(sorted(options)), _article(type(value).__name__), value)
-        for name, option in options.items():
-            problem = _shape(option, value.get(name), "%s.%s" % (path, name))
-            if problem:
-                return problem
-    elif spec.get("type") == "list" and spec.get("elements") == "dict" and options and isinstance(value, list):
-        for index, item in enumerate(value):
-            if not isinstance(item, dict):
-                return "%s[%d]: give a dict of options (%s), got %s (%r)" % (
-                    path, index, ", ".join(sorted(options)), _article(type(item).__name__), item)
-            for name, option in options.items():
-                problem = _shape(option, item.get(name), "%s[%d].%s" % (path, index, name))
+    for where, item in _items(option, value, path):
+        if not isinstance(item, dict):
+            return "%s: give a dict of options (%s), got %s" % (
+                where, ", ".join(sorted(options)), "None" if item is None else "%s (%r)" % (
+                    _article(type(item).__name__), item))
+        for name, inner in options.items():
+            if item.get(name) is not None:
+                problem = shape_problem(inner, item[name], "%s.%s" % (where, name))
                 if problem:
                     return problem
     return None
@@ -162,10 +163,8 @@ def _strings(spec, params, prefix=""):
             return "%s: give a string, got %s%s" % (path, _article(type(value).__name__),
                                                     "" if option.get("no_log") else " (%r)" % (value,))
         if option.get("options"):
-            items = value if option.get("type") == "list" and isinstance(value, list) else [value]
-            for index, item in enumerate(items):
-                where = path + ("[%d]" % index if option.get("type") == "list" else "") + "."
-                problem = _strings(option["options"], item, where)
+            for where, item in _items(option, value, path):
+                problem = _strings(option["options"], item, where + ".")
                 if problem:
                     return problem
     return None
@@ -182,7 +181,7 @@ def dict_option_problem(spec, params):
     nested = {name: option for name, option in spec.items()
               if option.get("type") == "dict" and option.get("options") and params.get(name) is not None}
     for name, option in nested.items():
-        problem = _shape(option, params[name], name)
+        problem = shape_problem(option, params[name], name)
         if problem:
             return problem
     if not nested:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.fleetops.rollback.plugins.module_utils._argspec import messages
+from ansible_collections.fleetops.rollback.plugins.module_utils._argspec import messages, shape_problem
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
 
 # Keys of an OPTIONS entry that document it; the argument spec is the rest.
@@ -50,9 +50,11 @@ def secret_options(options, prefix=""):
 def validate_spec(options, value, where):
     """Check a spec against a documented argument spec the way AnsibleModule checks a module's arguments (types,
     choices, required, unknown keys, defaults) and return it validated. A refusal names the option and the value."""
-    if not isinstance(value, dict):
-        raise RollbackError("%s: expected a dict of options (%s), got %r" % (where, ", ".join(sorted(options)), value))
-    result = ArgumentSpecValidator(argument_spec(options)).validate(value)
+    spec = argument_spec(options)
+    problem = shape_problem({"type": "dict", "options": spec}, value, where)
+    if problem:
+        raise RollbackError(problem)
+    result = ArgumentSpecValidator(spec).validate(value)
     if result.error_messages:
         raise RollbackError("; ".join(messages(result.errors, where, root=value)))
     return result.validated_parameters
