@@ -196,8 +196,9 @@ class ModuleBase:
         """Read the arguments again with every number option and every dict of options untyped, and fail: with the
         message of a dict of options that is wrong (a str), or naming the numbers out of range."""
         numbers = [name for name, option in spec.items() if option.get("type") in ("int", "float")]
-        relaxed = {name: {"type": "raw"} if name in numbers or option.get("options") else option
-                   for name, option in spec.items()}
+        # Untyped, they keep their aliases, defaults and no_log markers: the arguments still read as given.
+        relaxed = {name: dict({key: value for key, value in option.items() if key != "options"}, type="raw")
+                   if name in numbers or option.get("options") else option for name, option in spec.items()}
         self.module = AnsibleModule(argument_spec=relaxed, supports_check_mode=True, **self.module_kwargs)
         # The typed options' no_log markers were relaxed away with their types: mask their values all the same.
         self.module.no_log_values.update(secret_values(spec, self.module.params))

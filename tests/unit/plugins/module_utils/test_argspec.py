@@ -1,5 +1,10 @@
 """Unit tests for _argspec: typed options refused in words that name the option's full path and its value."""
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -74,3 +79,32 @@ def test_secret_values_are_found_whatever_their_shape():
     assert secret_values(SPEC, params) == {"s3cret"}
     assert secret_values(SPEC, {"components": {"database": {"login_password": ["p1", "p2"]}}}) == {"p1", "p2"}
     assert secret_values(SPEC, {"components": 5}) == set()
+
+
+def _run_module(name, args, tmp_path):
+    """A module run as Ansible runs it (its arguments in a file), returning its JSON result."""
+    root = os.path.abspath(__file__).rsplit(os.sep + "tests" + os.sep, 1)[0]
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    done = subprocess.run([sys.executable, os.path.join(root, "plugins", "modules", name + ".py"), str(path)],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env=dict(os.environ, PYTHONPATH=os.path.join(root, ".collections")))
+    return json.loads(done.stdout)
+
+
+def test_arguments_read_again_untyped_keep_their_aliases_and_secrets(tmp_path):
+    """A number Ansible cannot read (an infinite float for an int) makes the module read its arguments again untyped:
+    an option given by its alias (login_port) is still known, and a password is still masked."""
+    result = _run_module("pg_dump", {"db": "app", "login_port": float("inf"), "login_password": "hunter2-secret",
+                                     "dest": str(tmp_path / "app.dump"), "format": "custom"}, tmp_path)
+    assert result["failed"] is True
+    assert "could not be read" in result["msg"] and "Unsupported parameters" not in result["msg"], result["msg"]
+    assert "hunter2-secret" not in str(result)
+
+
+def test_a_malformed_dict_of_options_is_refused_with_its_secrets_masked(tmp_path):
+    result = _run_module("restore_point", {"store_path": str(tmp_path / "store"), "components": {
+        "database": {"db": "app", "port": "abc", "login_password": "hunter2-secret"}}}, tmp_path)
+    assert result["msg"] == "components.database.port: give an int, got a str ('abc')"
+    assert "hunter2-secret" not in str(result)
+    assert not (tmp_path / "store").exists()
