@@ -40,14 +40,16 @@ def _argv(value, where, placeholder=False):
 
 
 def _run(argv, record):
+    """The finished command; one that could not run or gave no answer fails here."""
     done = run_command(argv, timeout=record.get("timeout") or DEFAULT_TIMEOUT, cwd=record.get("chdir") or None)
     if done.rc is None:
         raise RollbackError("migrations: %s" % done.failure(words=4))
-    return done.rc, done.stdout, done.stderr
+    return done
 
 
-def _tail(text):
-    return redact_output(text, limit=800)
+def _failure(done):
+    """Why a finished command failed (None when it exited 0), with its error output (else its output) redacted."""
+    return done.failure(tail=redact_output(done.stderr or done.stdout, limit=800))
 
 
 class MigrationsComponent(Component):
@@ -86,10 +88,10 @@ class MigrationsComponent(Component):
 
     def current(self, record):
         """The revision the current command reports (None: no revision, the base)."""
-        rc, out, err = _run(record["current"], record)
-        if rc != 0:
-            raise RollbackError("migrations: %s exited %s: %s" % (show_command(record["current"]), rc, _tail(err or out)))
-        found = [m.group("revision") for m in re.finditer(record["revision_regex"], out, re.MULTILINE)]
+        done = _run(record["current"], record)
+        if not done.ok:
+            raise RollbackError("migrations: %s" % _failure(done))
+        found = [m.group("revision") for m in re.finditer(record["revision_regex"], done.stdout, re.MULTILINE)]
         found = sorted(set(found))
         if len(found) > 1:
             raise RollbackError("migrations: %s reports several revisions (%s); a point holds one revision, merge the "
@@ -118,13 +120,10 @@ class MigrationsComponent(Component):
     def apply(self, store, record, changes):
         if not changes:
             return
-        rc, out, err = _run(self._command(record, "downgrade"), record)
-        problem = None if rc == 0 else "%s exited %s: %s" % (show_command(self._command(record, "downgrade")), rc,
-                                                             _tail(err or out))
+        problem = _failure(_run(self._command(record, "downgrade"), record))
         if problem and record.get("upgrade"):
-            rc, out, err = _run(self._command(record, "upgrade"), record)
-            problem = None if rc == 0 else "%s; then %s exited %s: %s" % (
-                problem, show_command(self._command(record, "upgrade")), rc, _tail(err or out))
+            then = _failure(_run(self._command(record, "upgrade"), record))
+            problem = None if then is None else "%s; then %s" % (problem, then)
         if problem:
             raise RollbackError("migrations: %s" % problem)
         now = self.current(record)
