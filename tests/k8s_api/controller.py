@@ -15,7 +15,7 @@ What it mirrors of the real controller, for Deployments:
   copied to the new ReplicaSet (so kubernetes.io/change-cause reaches `kubectl rollout history`);
 - spec.revisionHistoryLimit (default 10): the oldest scaled-down ReplicaSets beyond it are deleted;
 - status: no pods exist; a new ReplicaSet is ready and available at once, unless an image of its template ends
-  with ":bad": then it never becomes available, the old ReplicaSets keep their replicas, and once
+  with ":bad": then it never becomes available, the old available ReplicaSets keep their replicas, and once
   spec.progressDeadlineSeconds (default 600) pass the Progressing condition turns False with reason
   ProgressDeadlineExceeded. Old ReplicaSets are scaled to 0 when the new one is available.
 StatefulSets and DaemonSets get a ready status at once.
@@ -184,7 +184,9 @@ class Controller:
             new["status"].update(readyReplicas=desired, availableReplicas=desired)
         new = store.update(REPLICASETS, namespace, new, check_rv=False)
         for rs in old:
-            if not bad:
+            # A good new ReplicaSet replaces all the old ones; a bad one leaves the old available ones running (and
+            # the old unavailable ones, e.g. an earlier bad template, are scaled down, as the real controller does).
+            if not bad or not rs["status"].get("availableReplicas"):
                 rs["spec"]["replicas"] = 0
                 rs["status"] = {"replicas": 0, "observedGeneration": rs["metadata"].get("generation", 1)}
             store.update(REPLICASETS, namespace, rs, check_rv=False)

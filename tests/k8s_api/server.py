@@ -5,13 +5,15 @@ against it: discovery (/version, /api, /api/v1, /apis, /apis/apps, /apis/apps/v1
 kubectl falls back to its compiled-in types), and get, list (labelSelector and fieldSelector), watch, create,
 replace, delete, patch (JSON, merge and simplified strategic merge, see patch.py) and server-side dry-run for
 apps/v1 Deployments, ReplicaSets, StatefulSets, DaemonSets, ControllerRevisions and core v1 ConfigMaps, Secrets,
-Pods and Namespaces. Reads answer meta.k8s.io Tables when asked, as kubectl get does. There is no admission, no
+Pods and Namespaces (kubectl's typed commands send protobuf bodies: protobuf.py reads those of ConfigMaps, Secrets
+and Namespaces; answers are always JSON). Reads answer meta.k8s.io Tables when asked, as kubectl get does. There is no admission, no
 real validation beyond a few checks, no pods and no authentication. A simulated deployment controller
 (controller.py) makes ReplicaSets, revisions and status. tests/integration/test_k8s_api_fake.py has the real
 kubectl judge it.
 
 Use: fixture.start_server(), or `python -m tests.k8s_api.server` to run one by hand.
 """
+import base64
 import datetime
 import json
 import re
@@ -23,6 +25,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import patch as patches
+from . import protobuf
 from .controller import Controller
 from .store import Store, StoreError
 
@@ -239,6 +242,8 @@ def default(plural, obj):
         spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})
     if plural == "secrets":
         obj.setdefault("type", "Opaque")
+        for key, value in (obj.pop("stringData", None) or {}).items():
+            obj.setdefault("data", {})[key] = base64.b64encode(str(value).encode()).decode()
     if plural == "namespaces":
         obj.setdefault("spec", {"finalizers": ["kubernetes"]})
         obj["status"] = {"phase": "Active"}
@@ -292,8 +297,14 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _json_body(self):
+        body = self._body()
+        if (self.headers.get("Content-Type") or "").startswith("application/vnd.kubernetes.protobuf"):
+            try:
+                return protobuf.decode(body)
+            except (protobuf.ProtobufError, UnicodeDecodeError) as exc:
+                raise ApiError(415, "UnsupportedMediaType", str(exc)) from None
         try:
-            obj = json.loads(self._body() or b"null")
+            obj = json.loads(body or b"null")
         except ValueError as exc:
             raise ApiError(400, "BadRequest", "the body of the request was in an unknown format: %s" % exc) from None
         if not isinstance(obj, dict):
