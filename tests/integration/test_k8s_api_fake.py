@@ -166,6 +166,25 @@ def test_rollout_status_fails_on_a_bad_image_and_undo_recovers(kube):
     assert kube.revisions() == [2, 3]
 
 
+def test_scale_restart_pause_and_resume(kube):
+    kube.apply(deployment())
+    assert "scaled" in kube.run("scale", "deployment/web", "--replicas=3").stdout  # the /scale subresource
+    assert kube.get("deployment", "web")["spec"]["replicas"] == 3
+    assert kube.replicasets() == {1: "nginx:v1"}
+    kube.run("rollout", "restart", "deployment/web")  # a new template annotation: a new revision, same image
+    assert kube.replicasets() == {1: "nginx:v1", 2: "nginx:v1"}
+    assert "kubectl.kubernetes.io/restartedAt" in kube.run("rollout", "history", "deployment/web", "--revision=2").stdout
+    kube.run("rollout", "pause", "deployment/web")
+    kube.run("set", "image", "deployment/web", "web=nginx:v2")
+    assert kube.revisions() == [1, 2]  # paused: no rollout
+    kube.run("rollout", "resume", "deployment/web")
+    assert kube.revisions() == [1, 2, 3]
+    assert "successfully rolled out" in kube.run("rollout", "status", "deployment/web", "--timeout=60s").stdout
+    # DELETE carries a body (propagationPolicy); the connection must stay in step for the requests after it
+    kube.run("delete", "deployment", "web", "--timeout=60s")
+    assert kube.get("deployments")["items"] == [] and kube.get("rs")["items"] == []
+
+
 def test_revision_history_limit_prunes_old_replicasets(kube):
     kube.apply(deployment(revisionHistoryLimit=2))
     for version in ("v2", "v3", "v4", "v5"):

@@ -44,6 +44,7 @@ RESOURCES = {
 }
 FIXED_NAMESPACES = ("default", "kube-system", "kube-public", "prod", "staging")
 WORKLOADS = ("deployments", "statefulsets", "daemonsets")
+SCALABLE = ("deployments", "replicasets", "statefulsets")
 
 
 def store_key(plural):
@@ -169,6 +170,17 @@ def to_table(plural, objects, rv):
             "columnDefinitions": definitions, "rows": rows}
 
 
+def to_scale(obj):
+    """The autoscaling/v1 Scale view of a Deployment, ReplicaSet or StatefulSet."""
+    meta = obj["metadata"]
+    selector = (obj.get("spec") or {}).get("selector") or {}
+    text = ",".join("%s=%s" % item for item in sorted((selector.get("matchLabels") or {}).items()))
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta},
+            "spec": {"replicas": obj["spec"].get("replicas", 1)},
+            "status": {"replicas": (obj.get("status") or {}).get("replicas", 0), "selector": text}}
+
+
 # --- validation and defaults -----------------------------------------------------------------------------------
 def _selector_matches(selector, labels):
     labels = labels or {}
@@ -292,9 +304,23 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def _body(self):
+    def _read_body(self):
+        """Read the whole request body (always, so that a kept-alive connection stays in step; DELETE has one too)."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            data = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if not size:
+                    while self.rfile.readline().strip():
+                        pass
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
+
+    def _body(self):
+        return self.raw_body
 
     def _json_body(self):
         body = self._body()
@@ -330,6 +356,7 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self):
+        self.raw_body = self._read_body()
         url = urllib.parse.urlsplit(self.path)
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
         try:
@@ -395,6 +422,12 @@ class Handler(BaseHTTPRequestHandler):
             if plural in WORKLOADS:
                 entry["categories"] = ["all"]
             resources.append(entry)
+            if plural in WORKLOADS or plural == "replicasets":
+                resources.append({"name": plural + "/status", "singularName": "", "namespaced": True, "kind": kind,
+                                  "verbs": ["get", "patch", "update"]})
+            if plural in SCALABLE:
+                resources.append({"name": plural + "/scale", "singularName": "", "namespaced": True, "group": "autoscaling",
+                                  "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]})
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "%s/%s" % (group, version) if group else version,
                 "resources": resources}
 
@@ -416,7 +449,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         name = parts[1] if len(parts) > 1 else None
         sub = parts[2] if len(parts) > 2 else None
-        if sub not in (None, "status") or len(parts) > 3:
+        if sub not in (None, "status", "scale") or len(parts) > 3 or (sub == "scale" and plural not in SCALABLE):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         return plural, namespace, name, sub
 
@@ -441,7 +474,13 @@ class Handler(BaseHTTPRequestHandler):
             obj = self.server.store.get(store_key(plural), namespace, name)
             if obj is None:
                 raise self._not_found(plural, name)
-            self._send_object(plural, obj)
+            if sub == "scale":
+                self._send(200, to_scale(obj))
+            else:
+                self._send_object(plural, obj)
+            return
+        if sub == "scale" and method in ("PUT", "PATCH"):
+            self._scale(plural, namespace, name, dry_run)
             return
         if method == "POST" and name is None:
             self._create(plural, namespace, self._json_body(), dry_run)
@@ -477,6 +516,28 @@ class Handler(BaseHTTPRequestHandler):
                              "details": {"name": name, "group": group, "kind": plural, "uid": obj["metadata"]["uid"]}})
         else:
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+    def _scale(self, plural, namespace, name, dry_run):
+        """PUT or PATCH of the autoscaling/v1 Scale subresource: only spec.replicas goes through to the object."""
+        key = store_key(plural)
+        with self.server.store.lock:
+            current = self.server.store.get(key, namespace, name)
+            if current is None:
+                raise self._not_found(plural, name)
+            if self.command == "PUT":
+                scale = self._json_body()
+            else:
+                scale = patches.apply(to_scale(current), self.headers.get("Content-Type"), self._body())
+            replicas = (scale.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or replicas < 0:
+                raise ApiError(422, "Invalid", 'Scale.autoscaling "%s" is invalid: spec.replicas: Invalid value: %r: must be '
+                               "greater than or equal to 0" % (name, replicas))
+            current["spec"]["replicas"] = replicas
+            updated = self.server.store.update(key, namespace, current, dry_run=dry_run, check_rv=False)
+            if not dry_run:
+                self.server.controller.sync(key, namespace, name)
+                updated = self.server.store.get(key, namespace, name)
+        self._send(200, to_scale(updated))
 
     def _send_object(self, plural, obj, code=200):
         if "as=Table" in (self.headers.get("Accept") or ""):
