@@ -266,15 +266,35 @@ def test_label_selectors_configmaps_secrets_and_delete(kube):
     assert [rs["metadata"]["labels"]["app"] for rs in kube.get("rs")["items"]] == ["api"]
 
 
-def test_statefulset_and_daemonset_roll_out(kube):
-    for kind in ("StatefulSet", "DaemonSet"):
-        obj = deployment(kind.lower())
-        obj["kind"] = kind
-        if kind == "DaemonSet":
-            del obj["spec"]["replicas"]
-        kube.apply(obj)
-        out = kube.run("rollout", "status", "%s/%s" % (kind.lower(), kind.lower()), "--timeout=60s").stdout
-        assert "roll" in out and "complete" in out or "successfully rolled out" in out, out
+@pytest.mark.parametrize("kind", ["StatefulSet", "DaemonSet"])
+def test_statefulset_and_daemonset_history_and_undo(kube, kind):
+    obj = deployment()
+    obj["kind"] = kind
+    if kind == "DaemonSet":
+        del obj["spec"]["replicas"]
+    resource = "%s/web" % kind.lower()
+    kube.apply(obj)
+    kube.run("set", "image", resource, "web=nginx:v2")
+    kube.run("set", "image", resource, "web=nginx:v3")
+    status = kube.run("rollout", "status", resource, "--timeout=60s").stdout
+    assert "roll out complete" in status or "successfully rolled out" in status, status
+
+    def revisions():
+        out = kube.run("rollout", "history", resource).stdout
+        return [int(line.split()[0]) for line in out.splitlines() if line.split() and line.split()[0].isdigit()]
+
+    def image():
+        return kube.get(kind.lower(), "web")["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    assert revisions() == [1, 2, 3]
+    assert len(kube.get("controllerrevisions")["items"]) == 3
+    assert "rolled back" in kube.run("rollout", "undo", resource).stdout
+    assert image() == "nginx:v2" and revisions() == [1, 3, 4]
+    kube.run("rollout", "undo", resource)
+    assert image() == "nginx:v3" and revisions() == [1, 4, 5]
+    kube.run("rollout", "undo", resource, "--to-revision=1")
+    assert image() == "nginx:v1" and revisions() == [4, 5, 6]
+    assert "nginx:v3" in kube.run("rollout", "history", resource, "--revision=5").stdout
 
 
 def test_watch_streams_added_and_modified_and_ends_at_its_timeout(kube):

@@ -18,7 +18,12 @@ What it mirrors of the real controller, for Deployments:
   with ":bad": then it never becomes available, the old available ReplicaSets keep their replicas, and once
   spec.progressDeadlineSeconds (default 600) pass the Progressing condition turns False with reason
   ProgressDeadlineExceeded. Old ReplicaSets are scaled to 0 when the new one is available.
-StatefulSets and DaemonSets get a ready status at once.
+StatefulSets and DaemonSets get a ready status at once, and their history as ControllerRevisions NAME-HASH (data:
+{"spec": {"template": ..., "$patch": "replace"}}, the patch kubectl applies on undo; labels: the template's plus
+controller-revision-hash), numbered like ReplicaSet revisions: a template seen before gets its old
+ControllerRevision back with the number max+1; spec.revisionHistoryLimit (default 10) prunes the oldest.
+Simplification: kubectl decides "skipped rollback" for these by comparing bytes of Go's JSON encoding with the
+stored data, which the double does not reproduce; an undo to the current template is a no-op patch instead.
 """
 import copy
 import hashlib
@@ -32,6 +37,8 @@ DEPLOYMENTS = "deployments.apps"
 REPLICASETS = "replicasets.apps"
 STATEFULSETS = "statefulsets.apps"
 DAEMONSETS = "daemonsets.apps"
+REVISIONS = "controllerrevisions.apps"
+REVISION_HASH_LABEL = "controller-revision-hash"
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
@@ -232,13 +239,43 @@ class Controller:
             _condition(conditions, "Progressing", "True", "ReplicaSetUpdated", 'ReplicaSet "%s" is progressing.' % rs_name)
         store.update(DEPLOYMENTS, namespace, dep, check_rv=False)
 
-    # --- StatefulSets and DaemonSets: ready at once --------------------------------------------------------------
+    # --- StatefulSets and DaemonSets: ready at once, history as ControllerRevisions ------------------------------
+    def _sync_history(self, obj):
+        """Ensure the ControllerRevision of obj's current template; returns its name."""
+        store, meta = self.store, obj["metadata"]
+        namespace, uid = meta["namespace"], meta["uid"]
+        template = copy.deepcopy((obj.get("spec") or {}).get("template") or {})
+        pod_hash = template_hash(template)
+        owned = [cr for cr in store.list(REVISIONS, namespace)[0]
+                 if any(ref.get("uid") == uid and ref.get("controller") for ref in cr["metadata"].get("ownerReferences") or [])]
+        current = next((cr for cr in owned if cr["metadata"].get("labels", {}).get(REVISION_HASH_LABEL) == pod_hash), None)
+        others = [cr for cr in owned if cr is not current]
+        next_rev = max([cr.get("revision", 0) for cr in others] + [0]) + 1
+        if current is None:
+            template["$patch"] = "replace"
+            labels = dict((template.get("metadata") or {}).get("labels") or {}, **{REVISION_HASH_LABEL: pod_hash})
+            current = store.create(REVISIONS, namespace, {
+                "apiVersion": "apps/v1", "kind": "ControllerRevision",
+                "metadata": {"name": "%s-%s" % (meta["name"], pod_hash), "namespace": namespace, "labels": labels,
+                             "annotations": {k: v for k, v in (meta.get("annotations") or {}).items() if k not in NOT_COPIED},
+                             "ownerReferences": [{"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"],
+                                                  "uid": uid, "controller": True, "blockOwnerDeletion": True}]},
+                "data": {"spec": {"template": template}}, "revision": next_rev})
+        elif current.get("revision", 0) < next_rev:
+            current["revision"] = next_rev
+            store.update(REVISIONS, namespace, current, check_rv=False)
+        limit = (obj.get("spec") or {}).get("revisionHistoryLimit", 10)
+        others.sort(key=lambda cr: cr.get("revision", 0))
+        for cr in others[:max(0, len(others) - limit)]:
+            store.delete(REVISIONS, namespace, cr["metadata"]["name"])
+        return current["metadata"]["name"]
+
     def sync_statefulset(self, namespace, name):
         sts = self.store.get(STATEFULSETS, namespace, name)
         if sts is None:
             return
         replicas = sts.get("spec", {}).get("replicas", 1)
-        rev = "%s-%s" % (name, template_hash(sts.get("spec", {}).get("template")))
+        rev = self._sync_history(sts)
         sts["status"] = {"observedGeneration": sts["metadata"].get("generation", 1), "replicas": replicas,
                          "readyReplicas": replicas, "currentReplicas": replicas, "updatedReplicas": replicas,
                          "availableReplicas": replicas, "currentRevision": rev, "updateRevision": rev}
@@ -249,6 +286,7 @@ class Controller:
         if ds is None:
             return
         nodes = 1  # the double has one imaginary node
+        self._sync_history(ds)
         ds["status"] = {"observedGeneration": ds["metadata"].get("generation", 1), "currentNumberScheduled": nodes,
                         "desiredNumberScheduled": nodes, "numberAvailable": nodes, "numberReady": nodes,
                         "updatedNumberScheduled": nodes, "numberMisscheduled": 0}
