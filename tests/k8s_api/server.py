@@ -645,16 +645,23 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
+        as_table = "as=Table" in (self.headers.get("Accept") or "")
+
+        def event(kind, obj):
+            if as_table:  # kubectl get --watch asks for Tables of one row each
+                obj = to_table(plural, [obj], obj["metadata"].get("resourceVersion", ""))
+            self._chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+
         try:
             for kind, obj in initial:
-                self._chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+                event(kind, obj)
             while time.monotonic() < deadline and not store.closed and not self.server.stopping.is_set():
                 with store.lock:
                     events = store.events_after(since, key, namespace)
                     since = store.rv
                 for _, kind, obj in events or []:
                     if match(obj):
-                        self._chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+                        event(kind, obj)
                 if self._client_gone():
                     return
                 store.wait(since, min(0.2, max(0.0, deadline - time.monotonic())))
