@@ -17,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from tests.k8s_api import patch as patches  # noqa: E402  pylint: disable=wrong-import-position
 from tests.k8s_api.fixture import start_server  # noqa: E402  pylint: disable=wrong-import-position
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
@@ -243,6 +244,9 @@ def test_not_found_and_already_exists(kube):
 
     path = kube.tmp_path / "again.json"
     path.write_text(json.dumps(deployment()))
+    nowhere = kube.run("-n", "nosuchns", "apply", "-f", str(path), check=False)
+    assert nowhere.returncode != 0 and 'namespaces "nosuchns" not found' in nowhere.stderr
+
     again = kube.run("create", "-f", str(path), check=False)
     assert again.returncode != 0 and "AlreadyExists" in again.stderr and 'deployments.apps "web" already exists' in again.stderr
 
@@ -318,3 +322,51 @@ def test_watch_streams_added_and_modified_and_ends_at_its_timeout(kube):
 def test_binds_loopback_only(kube):
     assert kube.server.url.startswith("http://127.0.0.1:")
     assert kube.server.server.server_address[0] == "127.0.0.1"
+
+
+def test_replace_with_a_stale_resource_version_conflicts(kube):
+    kube.apply(deployment())
+    stale = kube.get("deployment", "web")
+    kube.run("set", "image", "deployment/web", "web=nginx:v2")
+    stale["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:v3"
+    path = kube.tmp_path / "stale.json"
+    path.write_text(json.dumps(stale))
+    conflict = kube.run("replace", "-f", str(path), check=False)
+    assert conflict.returncode != 0 and "the object has been modified" in conflict.stderr
+    assert kube.image() == "nginx:v2"
+    del stale["metadata"]["resourceVersion"]
+    path.write_text(json.dumps(stale))
+    kube.run("replace", "-f", str(path))
+    assert kube.image() == "nginx:v3" and kube.revisions() == [1, 2, 3]
+
+
+# --- the double's patch kinds on their own (what kubectl sends, checked above, and a few directives more) -------
+def test_strategic_merge_directives():
+    doc = {"spec": {"containers": [{"name": "a", "image": "x:1", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
+                                   {"name": "b", "image": "y:1"}],
+                    "nodeSelector": {"disk": "ssd"}, "args": ["1", "2"]}}
+    patched = patches.strategic_merge_patch(doc, {"spec": {
+        "$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
+        "containers": [{"name": "a", "env": [{"name": "B", "$patch": "delete"}, {"name": "C", "value": "3"}]}],
+        "nodeSelector": {"$patch": "replace", "zone": "z1"},
+        "$deleteFromPrimitiveList/args": ["1"]}})
+    assert [c["name"] for c in patched["spec"]["containers"]] == ["b", "a"]
+    assert patched["spec"]["containers"][1]["env"] == [{"name": "A", "value": "1"}, {"name": "C", "value": "3"}]
+    assert patched["spec"]["containers"][1]["image"] == "x:1"
+    assert patched["spec"]["nodeSelector"] == {"zone": "z1"}
+    assert patched["spec"]["args"] == ["2"]
+    assert doc["spec"]["nodeSelector"] == {"disk": "ssd"}  # the input is not changed
+    # lists without a merge key are replaced, as in a merge patch
+    assert patches.strategic_merge_patch(doc, {"spec": {"args": ["9"]}})["spec"]["args"] == ["9"]
+
+
+def test_json_and_merge_patch():
+    doc = {"a": {"b": [1, 2, 3]}, "c": "x"}
+    assert patches.json_patch(doc, [{"op": "add", "path": "/a/b/-", "value": 4}, {"op": "remove", "path": "/c"},
+                                    {"op": "copy", "from": "/a/b/0", "path": "/d"}, {"op": "test", "path": "/d", "value": 1},
+                                    {"op": "move", "from": "/d", "path": "/e~1f"}]) == {"a": {"b": [1, 2, 3, 4]}, "e/f": 1}
+    with pytest.raises(patches.PatchError):
+        patches.json_patch(doc, [{"op": "test", "path": "/c", "value": "y"}])
+    with pytest.raises(patches.PatchError):
+        patches.json_patch(doc, [{"op": "replace", "path": "/nosuch", "value": 1}])
+    assert patches.merge_patch(doc, {"a": {"b": None, "z": 1}, "c": None}) == {"a": {"z": 1}}
