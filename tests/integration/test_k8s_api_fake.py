@@ -83,6 +83,7 @@ def kube(tmp_path):
         yield Kube(server, tmp_path)
     finally:
         server.stop()
+    assert not server.errors(), server.errors()  # no exception inside the double
 
 
 def test_discovery_and_empty_namespace(kube):

@@ -97,6 +97,7 @@ class Controller:
         self.store = store
         self.tick = tick
         self.rollouts = {}  # deployment uid -> (template hash, monotonic time the rollout to it began)
+        self.errors = []  # exceptions of the ticker (bugs of the double); tests check it stays empty
         self._stop = threading.Event()
         self._thread = None
 
@@ -113,8 +114,9 @@ class Controller:
         while not self._stop.wait(self.tick):
             try:
                 self.sync_all()
-            except Exception:  # pylint: disable=broad-except  # a test double keeps ticking
-                pass
+            except Exception as exc:  # pylint: disable=broad-except  # a test double keeps ticking, and tells
+                if len(self.errors) < 100:
+                    self.errors.append(repr(exc))
 
     def sync_all(self):
         with self.store.lock:

@@ -15,7 +15,7 @@ from .server import FakeApiServer
 
 
 class RunningServer:
-    """A started FakeApiServer: .url, .store, .controller, .write_kubeconfig(), .stop()."""
+    """A started FakeApiServer: .url, .store, .controller, .write_kubeconfig(), .errors(), .stop()."""
 
     def __init__(self, server):
         self.server = server
@@ -50,6 +50,10 @@ class RunningServer:
         os.chmod(path, 0o600)
         return path
 
+    def errors(self):
+        """Unexpected exceptions inside the double (its own bugs): request handlers and the controller's ticker."""
+        return list(self.server.errors) + list(self.controller.errors)
+
     def stop(self):
         self.server.stop()
 
@@ -64,3 +68,4 @@ def k8s_api():
     server = start_server()
     yield server
     server.stop()
+    assert not server.errors(), server.errors()
