@@ -307,16 +307,25 @@ def test_watch_streams_added_and_modified_and_ends_at_its_timeout(kube):
     rv = kube.get("deployment", "web")["metadata"]["resourceVersion"]
     host, port = kube.server.url[len("http://"):].split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
-    conn.request("GET", "/apis/apps/v1/namespaces/default/deployments?watch=1&timeoutSeconds=2")
+    conn.request("GET", "/apis/apps/v1/namespaces/default/deployments?watch=1&timeoutSeconds=300")
     response = conn.getresponse()
     assert response.status == 200 and response.getheader("Transfer-Encoding") == "chunked"
     first = json.loads(response.readline())
     assert first["type"] == "ADDED" and first["object"]["metadata"]["name"] == "web"
     kube.run("set", "image", "deployment/web", "web=nginx:v2")
-    events = [json.loads(line) for line in response.read().splitlines() if line.strip()]  # returns when the watch ends
-    assert events and {e["type"] for e in events} == {"MODIFIED"}
-    assert all(int(e["object"]["metadata"]["resourceVersion"]) > int(rv) for e in events)
-    assert events[-1]["object"]["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:v2"
+    seen = []
+    while not seen or seen[-1]["object"]["spec"]["template"]["spec"]["containers"][0]["image"] != "nginx:v2":
+        seen.append(json.loads(response.readline()))
+    assert {e["type"] for e in seen} == {"MODIFIED"}
+    assert all(int(e["object"]["metadata"]["resourceVersion"]) > int(rv) for e in seen)
+    conn.close()
+
+    # from a resourceVersion: only what came after it; and the stream ends when timeoutSeconds pass
+    now = kube.get("deployment", "web")["metadata"]["resourceVersion"]
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.request("GET", "/apis/apps/v1/namespaces/default/deployments?watch=true&resourceVersion=%s&timeoutSeconds=1" % now)
+    response = conn.getresponse()
+    assert response.status == 200 and response.read() == b""  # read() returns at the end of the chunked stream
     conn.close()
 
 

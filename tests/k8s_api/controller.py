@@ -157,6 +157,16 @@ class Controller:
             "status": {"replicas": 0},
         }
 
+    def _write_replicaset(self, rs):
+        """Write a ReplicaSet; its status.observedGeneration then follows its generation (which a spec change bumps)."""
+        namespace = rs["metadata"]["namespace"]
+        rs["status"]["observedGeneration"] = rs["metadata"].get("generation", 1)
+        rs = self.store.update(REPLICASETS, namespace, rs, check_rv=False)
+        if rs["status"].get("observedGeneration") != rs["metadata"].get("generation", 1):
+            rs["status"]["observedGeneration"] = rs["metadata"].get("generation", 1)
+            rs = self.store.update(REPLICASETS, namespace, rs, check_rv=False)
+        return rs
+
     def sync_deployment(self, namespace, name):
         store = self.store
         dep = store.get(DEPLOYMENTS, namespace, name)
@@ -187,18 +197,17 @@ class Controller:
 
         bad = is_bad(spec.get("template"))
         new["spec"]["replicas"] = desired
-        new["status"] = {"replicas": desired, "fullyLabeledReplicas": desired, "observedGeneration":
-                         new["metadata"].get("generation", 1)}
+        new["status"] = {"replicas": desired, "fullyLabeledReplicas": desired}
         if not bad:
             new["status"].update(readyReplicas=desired, availableReplicas=desired)
-        new = store.update(REPLICASETS, namespace, new, check_rv=False)
+        new = self._write_replicaset(new)
         for rs in old:
             # A good new ReplicaSet replaces all the old ones; a bad one leaves the old available ones running (and
             # the old unavailable ones, e.g. an earlier bad template, are scaled down, as the real controller does).
             if not bad or not rs["status"].get("availableReplicas"):
                 rs["spec"]["replicas"] = 0
-                rs["status"] = {"replicas": 0, "observedGeneration": rs["metadata"].get("generation", 1)}
-            store.update(REPLICASETS, namespace, rs, check_rv=False)
+                rs["status"] = {"replicas": 0}
+            self._write_replicaset(rs)
         old = [store.get(REPLICASETS, namespace, rs["metadata"]["name"]) for rs in old]
 
         limit = spec.get("revisionHistoryLimit", 10)
