@@ -229,6 +229,11 @@ def test_server_side_dry_run_stores_nothing(kube):
     kube.run("set", "image", "deployment/web", "web=nginx:v9", "--dry-run=server")
     assert kube.image() == "nginx:v1"
     assert kube.revisions() == [1]
+    kube.run("set", "image", "deployment/web", "web=nginx:v2")
+    assert "rolled back (server dry run)" in kube.run("rollout", "undo", "deployment/web", "--dry-run=server").stdout
+    assert kube.image() == "nginx:v2" and kube.revisions() == [1, 2]
+    kube.run("delete", "deployment", "web", "--dry-run=server")
+    assert kube.revisions() == [1, 2]
 
 
 def test_not_found_and_already_exists(kube):

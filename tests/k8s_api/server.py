@@ -30,7 +30,7 @@ from .controller import Controller
 from .store import Store, StoreError
 
 # plural -> (group, version, kind, namespaced, short names, verbs)
-ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+ALL_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 RESOURCES = {
     "namespaces": ("", "v1", "Namespace", False, ["ns"], ["create", "delete", "get", "list", "patch", "update", "watch"]),
     "configmaps": ("", "v1", "ConfigMap", True, ["cm"], ALL_VERBS),
@@ -360,6 +360,13 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
         try:
+            if url.path in ("/healthz", "/readyz", "/livez") and self.command == "GET":
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+                return
             body = self._discovery(url.path)
             if body is not None:
                 self._send(200, body)
@@ -400,8 +407,6 @@ class Handler(BaseHTTPRequestHandler):
             return self._resource_list("", "v1")
         if path == "/apis/apps/v1":
             return self._resource_list("apps", "v1")
-        if path in ("/healthz", "/readyz", "/livez"):
-            return "ok"
         if path == "/openapi/v3":
             return {"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=0"},
                               "apis/apps/v1": {"serverRelativeURL": "/openapi/v3/apis/apps/v1?hash=0"}}}
@@ -516,6 +521,12 @@ class Handler(BaseHTTPRequestHandler):
             key = store_key(plural)
             if self.server.store.get(key, namespace, name) is None:
                 raise self._not_found(plural, name)
+            try:
+                options = json.loads(self._body()) if self._body().strip() else {}
+            except ValueError:
+                raise ApiError(400, "BadRequest", "the DeleteOptions in the body are not JSON") from None
+            if "All" in (options.get("dryRun") or []):  # kubectl delete --dry-run=server says it in DeleteOptions
+                dry_run = True
             obj = self.server.store.delete(key, namespace, name, dry_run=dry_run)
             group = RESOURCES[plural][0]
             self._send(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
