@@ -137,9 +137,17 @@ def _age(stamp):
     return "%ds" % max(seconds, 0)
 
 
+def _status(obj):
+    return obj.get("status") or {}
+
+
+def _spec(obj):
+    return obj.get("spec") or {}
+
+
 def _columns(plural):
-    status = lambda o: o.get("status") or {}  # noqa: E731
-    spec = lambda o: o.get("spec") or {}  # noqa: E731
+    """(title, cell function) of the columns kubectl get shows after NAME (AGE comes last)."""
+    status, spec = _status, _spec
     if plural == "deployments":
         return [("Ready", lambda o: "%d/%d" % (status(o).get("readyReplicas", 0), spec(o).get("replicas", 1))),
                 ("Up-to-date", lambda o: status(o).get("updatedReplicas", 0)),
