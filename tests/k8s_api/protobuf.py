@@ -49,15 +49,20 @@ def fields(data):
     return out
 
 
+def values(data):
+    """(field number, value) of one message."""
+    return [(number, value) for number, _wire, value in fields(data)]
+
+
 def _map_entry(data):
-    entry = {n: v for n, _, v in fields(data)}
+    entry = dict(values(data))
     return entry.get(1, b"").decode(), entry.get(2, b"")
 
 
 def _object_meta(data):
     meta = {}
     names = {1: "name", 2: "generateName", 3: "namespace"}
-    for number, _, value in fields(data):
+    for number, value in values(data):
         if number in names and value:  # proto3 sends empty strings for unset fields
             meta[names[number]] = value.decode()
         elif number in (11, 12):
@@ -68,7 +73,7 @@ def _object_meta(data):
 
 def _configmap(data):
     obj = {}
-    for number, _, value in fields(data):
+    for number, value in values(data):
         if number == 1:
             obj["metadata"] = _object_meta(value)
         elif number == 2:
@@ -84,7 +89,7 @@ def _configmap(data):
 
 def _secret(data):
     obj = {}
-    for number, _, value in fields(data):
+    for number, value in values(data):
         if number == 1:
             obj["metadata"] = _object_meta(value)
         elif number == 2:
@@ -102,7 +107,7 @@ def _secret(data):
 
 
 def _namespace(data):
-    return {"metadata": _object_meta(v) for n, _, v in fields(data) if n == 1}
+    return {"metadata": _object_meta(v) for n, v in values(data) if n == 1}
 
 
 DECODERS = {"ConfigMap": _configmap, "Secret": _secret, "Namespace": _namespace}
@@ -112,8 +117,8 @@ def decode(body):
     """A protobuf-encoded Kubernetes object (with its k8s\\0 envelope) -> a JSON-style dict."""
     if not body.startswith(MAGIC):
         raise ProtobufError("not a Kubernetes protobuf body")
-    envelope = {n: v for n, _, v in fields(body[len(MAGIC):])}
-    type_meta = {n: v.decode() for n, _, v in fields(envelope.get(1, b""))}
+    envelope = dict(values(body[len(MAGIC):]))
+    type_meta = {n: v.decode() for n, v in values(envelope.get(1, b""))}
     api_version, kind = type_meta.get(1, ""), type_meta.get(2, "")
     if kind not in DECODERS:
         raise ProtobufError("the test double reads protobuf only for %s, not %r" % (", ".join(sorted(DECODERS)), kind))

@@ -169,10 +169,10 @@ def _columns(plural):
 def to_table(plural, objects, rv):
     columns = _columns(plural)
     definitions = [{"name": "Name", "type": "string", "format": "name", "description": "Name of the object", "priority": 0}]
-    for title, _ in columns:
+    for title in [column[0] for column in columns]:
         definitions.append({"name": title, "type": "string", "format": "", "description": title, "priority": 0})
     definitions.append({"name": "Age", "type": "string", "format": "", "description": "Time since creation", "priority": 0})
-    rows = [{"cells": [o["metadata"]["name"]] + [get(o) for _, get in columns] + [_age(o["metadata"].get("creationTimestamp"))],
+    rows = [{"cells": [o["metadata"]["name"]] + [column[1](o) for column in columns] + [_age(o["metadata"].get("creationTimestamp"))],
              "object": o} for o in objects]
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv},
             "columnDefinitions": definitions, "rows": rows}
@@ -638,7 +638,7 @@ class Handler(BaseHTTPRequestHandler):
     # watch
     def _client_gone(self):
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
+            readable = select.select([self.connection], [], [], 0)[0]
             return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
         except OSError:
             return True
@@ -684,7 +684,7 @@ class Handler(BaseHTTPRequestHandler):
                 with store.lock:
                     events = store.events_after(since, key, namespace)
                     since = store.rv
-                for _, kind, obj in events or []:
+                for _rv, kind, obj in events or []:
                     if match(obj):
                         event(kind, obj)
                 if self._client_gone():
