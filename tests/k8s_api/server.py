@@ -1,15 +1,20 @@
 """A TEST DOUBLE of the Kubernetes API for the collection's tests. It is not a Kubernetes implementation.
 
 It speaks enough of the real REST API (plain HTTP on 127.0.0.1, no authentication) for the real kubectl to work
-against it: discovery (/version, /api, /api/v1, /apis, /apis/apps, /apis/apps/v1; /openapi/* answer 404 and
-kubectl falls back to its compiled-in types), and get, list (labelSelector and fieldSelector), watch, create,
-replace, delete, patch (JSON, merge and simplified strategic merge, see patch.py) and server-side dry-run for
-apps/v1 Deployments, ReplicaSets, StatefulSets, DaemonSets, ControllerRevisions and core v1 ConfigMaps, Secrets,
-Pods and Namespaces (kubectl's typed commands send protobuf bodies: protobuf.py reads those of ConfigMaps, Secrets
-and Namespaces; answers are always JSON). Reads answer meta.k8s.io Tables when asked, as kubectl get does. There is no admission, no
-real validation beyond a few checks, no pods and no authentication. A simulated deployment controller
-(controller.py) makes ReplicaSets, revisions and status. tests/integration/test_k8s_api_fake.py has the real
-kubectl judge it.
+against it:
+- discovery: /version (reports 1.32), /api, /api/v1, /apis, /apis/apps, /apis/apps/v1 in the legacy format
+  (kubectl asks for aggregated discovery first and falls back), and a minimal /openapi/v3 that only tells kubectl
+  the server takes fieldValidation (without it, kubectl apply refuses to validate: "failed to download openapi");
+  /openapi/v2 is 404 and kubectl builds its patches from its compiled-in types;
+- get, list (labelSelector, fieldSelector on metadata.name / metadata.namespace), watch, create, replace, delete,
+  patch (JSON, merge and simplified strategic merge, see patch.py) and server-side dry-run, for apps/v1
+  Deployments, ReplicaSets, StatefulSets, DaemonSets, ControllerRevisions and core v1 ConfigMaps, Secrets, Pods and
+  Namespaces; the scale and status subresources;
+- kubectl's typed commands send protobuf bodies: protobuf.py reads those of ConfigMaps, Secrets and Namespaces;
+  answers are always JSON; reads and watches answer meta.k8s.io Tables when asked, as kubectl get does.
+There is no admission, no real validation beyond a few checks, no pods and no authentication. A simulated deployment
+controller (controller.py) makes ReplicaSets, revisions and status. tests/integration/test_k8s_api_fake.py has the
+real kubectl judge the double.
 
 Use: fixture.start_server(), or `python -m tests.k8s_api.server` to run one by hand.
 """
