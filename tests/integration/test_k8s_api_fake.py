@@ -94,6 +94,13 @@ def test_discovery_and_empty_namespace(kube):
     table = kube.run("get", "namespaces").stdout
     assert table.split()[:3] == ["NAME", "STATUS", "AGE"] and "prod" in table
     assert "deployments" in kube.run("api-resources").stdout
+    kube.apply(deployment())
+    obj = deployment("api")
+    obj["metadata"]["namespace"] = "prod"
+    kube.apply(obj)
+    everywhere = kube.get("deployments", "--all-namespaces")["items"]
+    assert sorted((d["metadata"]["namespace"], d["metadata"]["name"]) for d in everywhere) == [("default", "web"), ("prod", "api")]
+    assert [d["metadata"]["name"] for d in kube.get("deployments", "-n", "prod")["items"]] == ["api"]
 
 
 def test_apply_makes_an_owned_replicaset_and_rolls_out(kube):
