@@ -346,6 +346,23 @@ def test_binds_loopback_only(kube):
     assert kube.server.server.server_address[0] == "127.0.0.1"
 
 
+def test_typed_create_commands_send_protobuf(kube):
+    """kubectl create deployment|configmap|secret|namespace send protobuf bodies, which the double reads."""
+    kube.run("create", "deployment", "hello", "--image=nginx:v1", "--replicas=3", "--port=80", "--", "/bin/app", "serve")
+    dep = kube.get("deployment", "hello")
+    assert dep["spec"]["replicas"] == 3 and dep["spec"]["selector"] == {"matchLabels": {"app": "hello"}}
+    assert dep["spec"]["template"]["spec"]["containers"] == [
+        {"name": "nginx", "image": "nginx:v1", "command": ["/bin/app", "serve"], "ports": [{"containerPort": 80}]}]
+    kube.run("set", "image", "deployment/hello", "nginx=nginx:v2")
+    kube.run("rollout", "undo", "deployment/hello")
+    assert kube.image("hello") == "nginx:v1" and kube.revisions("hello") == [2, 3]
+    kube.run("create", "deployment", "zero", "--image=nginx:v1", "--replicas=0")
+    assert kube.get("deployment", "zero")["spec"]["replicas"] == 0  # a pointer field: 0 is set, not unset
+    kube.run("create", "namespace", "team-a")
+    kube.run("-n", "team-a", "create", "secret", "generic", "token", "--from-literal=t=abc")
+    assert kube.get("-n", "team-a", "secret", "token")["data"] == {"t": "YWJj"}
+
+
 def test_replace_with_a_stale_resource_version_conflicts(kube):
     kube.apply(deployment())
     stale = kube.get("deployment", "web")

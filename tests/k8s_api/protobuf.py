@@ -1,10 +1,13 @@
 """Reads the few protobuf request bodies kubectl sends to the Kubernetes API test double (not a Kubernetes
 implementation).
 
-kubectl's typed commands (`kubectl create configmap|secret|namespace`) send application/vnd.kubernetes.protobuf,
-whatever the server prefers. This decodes those bodies, for ConfigMap, Secret and Namespace and the ObjectMeta fields
-name, generateName, namespace, labels and annotations, into the JSON form the double stores. Answers are always JSON
-(kubectl accepts it).
+kubectl's typed commands (`kubectl create configmap|secret|namespace|deployment`) send
+application/vnd.kubernetes.protobuf, whatever the server prefers. This decodes those bodies into the JSON form the
+double stores: ConfigMap, Secret, Namespace, and of a Deployment what `kubectl create deployment` sets (replicas,
+selector, template labels, containers with name, image, command, args, workingDir, ports, env). Of ObjectMeta: name,
+generateName, namespace, labels and annotations. A field the double does not read is refused (415), never dropped:
+the Go side sends every unset field as an empty value, and only those are skipped. Answers are always JSON (kubectl
+accepts it).
 """
 import base64
 
@@ -59,16 +62,63 @@ def _map_entry(data):
     return entry.get(1, b"").decode(), entry.get(2, b"")
 
 
-def _object_meta(data):
-    meta = {}
-    names = {1: "name", 2: "generateName", 3: "namespace"}
+# field number -> (JSON name, how): "str", "int" (zero is unset), "ptr" (a pointer: present is set, even 0),
+# "bool", "strs" (repeated string), "map" (map<string, string>), "skip" (set by the server), a schema (a message),
+# or ("list", schema) (a repeated message).
+OBJECT_META = {1: ("name", "str"), 2: ("generateName", "str"), 3: ("namespace", "str"), 4: ("selfLink", "skip"),
+               5: ("uid", "skip"), 6: ("resourceVersion", "skip"), 7: ("generation", "skip"),
+               8: ("creationTimestamp", "skip"), 9: ("deletionTimestamp", "skip"),
+               10: ("deletionGracePeriodSeconds", "skip"), 11: ("labels", "map"), 12: ("annotations", "map")}
+CONTAINER_PORT = {1: ("name", "str"), 2: ("hostPort", "int"), 3: ("containerPort", "int"), 4: ("protocol", "str"),
+                  5: ("hostIP", "str")}
+ENV_VAR = {1: ("name", "str"), 2: ("value", "str")}
+CONTAINER = {1: ("name", "str"), 2: ("image", "str"), 3: ("command", "strs"), 4: ("args", "strs"), 5: ("workingDir", "str"),
+             6: ("ports", ("list", CONTAINER_PORT)), 7: ("env", ("list", ENV_VAR))}
+POD_SPEC = {2: ("containers", ("list", CONTAINER))}
+POD_TEMPLATE = {1: ("metadata", OBJECT_META), 2: ("spec", POD_SPEC)}
+LABEL_SELECTOR = {1: ("matchLabels", "map")}
+STRATEGY = {1: ("type", "str")}
+DEPLOYMENT_SPEC = {1: ("replicas", "ptr"), 2: ("selector", LABEL_SELECTOR), 3: ("template", POD_TEMPLATE),
+                   4: ("strategy", STRATEGY), 5: ("minReadySeconds", "int"), 6: ("revisionHistoryLimit", "ptr"),
+                   7: ("paused", "bool"), 9: ("progressDeadlineSeconds", "ptr")}
+DEPLOYMENT = {1: ("metadata", OBJECT_META), 2: ("spec", DEPLOYMENT_SPEC), 3: ("status", "skip")}
+
+
+def message(data, schema, what):
+    """Decode one message by its schema; refuses a set field the schema does not know."""
+    obj = {}
     for number, value in values(data):
-        if number in names and value:  # proto3 sends empty strings for unset fields
-            meta[names[number]] = value.decode()
-        elif number in (11, 12):
+        if number not in schema:
+            if value in (b"", 0):
+                continue
+            raise ProtobufError("the test double does not read field %d of %s" % (number, what))
+        name, how = schema[number]
+        if how == "skip":
+            continue
+        if how == "str":
+            if value:
+                obj[name] = value.decode()
+        elif how in ("int", "bool"):
+            if value:
+                obj[name] = value if how == "int" else True
+        elif how == "ptr":
+            obj[name] = value
+        elif how == "strs":
+            obj.setdefault(name, []).append(value.decode())
+        elif how == "map":
             key, val = _map_entry(value)
-            meta.setdefault("labels" if number == 11 else "annotations", {})[key] = val.decode()
-    return meta
+            obj.setdefault(name, {})[key] = val.decode()
+        elif isinstance(how, tuple):
+            obj.setdefault(name, []).append(message(value, how[1], name))
+        else:
+            sub = message(value, how, name)
+            if sub:
+                obj[name] = sub
+    return obj
+
+
+def _object_meta(data):
+    return message(data, OBJECT_META, "metadata")
 
 
 def _configmap(data):
@@ -110,7 +160,11 @@ def _namespace(data):
     return {"metadata": _object_meta(v) for n, v in values(data) if n == 1}
 
 
-DECODERS = {"ConfigMap": _configmap, "Secret": _secret, "Namespace": _namespace}
+def _deployment(data):
+    return message(data, DEPLOYMENT, "Deployment")
+
+
+DECODERS = {"ConfigMap": _configmap, "Secret": _secret, "Namespace": _namespace, "Deployment": _deployment}
 
 
 def decode(body):

@@ -10,7 +10,7 @@ against it:
   patch (JSON, merge and simplified strategic merge, see patch.py) and server-side dry-run, for apps/v1
   Deployments, ReplicaSets, StatefulSets, DaemonSets, ControllerRevisions and core v1 ConfigMaps, Secrets, Pods and
   Namespaces; the scale and status subresources;
-- kubectl's typed commands send protobuf bodies: protobuf.py reads those of ConfigMaps, Secrets and Namespaces;
+- kubectl's typed commands send protobuf bodies: protobuf.py reads those of ConfigMaps, Secrets, Namespaces, Deployments;
   answers are always JSON; reads and watches answer meta.k8s.io Tables when asked, as kubectl get does.
 There is no admission, no real validation beyond a few checks, no pods and no authentication. A simulated deployment
 controller (controller.py) makes ReplicaSets, revisions and status. tests/integration/test_k8s_api_fake.py has the
