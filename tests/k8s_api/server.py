@@ -24,6 +24,7 @@ import json
 import re
 import select
 import socket
+import socketserver
 import threading
 import time
 import urllib.parse
@@ -718,6 +719,11 @@ class FakeApiServer(ThreadingHTTPServer):
         self._thread = None
         for name in FIXED_NAMESPACES:
             self.store.create("namespaces", None, default("namespaces", {"metadata": {"name": name}}))
+
+    def server_bind(self):
+        """Bind without HTTPServer's reverse DNS lookup of the address (socket.getfqdn), slow where DNS is missing."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
 
     def start(self):
         self.controller.start()
