@@ -7,6 +7,8 @@
   with its own options) and the options components read at restore time (database_password, ...).
 - plugins/doc_fragments/postgres.py: the connection options of pg_dump and pg_restore, which are the database
   component's own, and (postgres.dump) the dump options pg_dump shares with it.
+- plugins/doc_fragments/kubernetes.py: the Kubernetes connection options (_backends/k8s_options.py), shared by the
+  kubernetes component, k8s_rollout_restore and the k8s_rollout health check.
 - Every list of component names in the modules' documentation, the roles' argument specs, the AWX job templates
   and the guides (a run of three or more registered names separated by ", ") becomes the registry's order.
 - The blocks between `<!-- components -->` and `<!-- /components -->` in README.md and docs/restore-points.md:
@@ -131,6 +133,14 @@ def postgres_fragment():
     return HEADER + _render("DOCUMENTATION", data) + "\n" + _render("DUMP", dump)
 
 
+def kubernetes_fragment():
+    from ansible_collections.fleetops.rollback.plugins.module_utils._backends import k8s_options  # pylint: disable=import-outside-toplevel
+    data = {"options": _doc(k8s_options.CONNECTION_OPTIONS)}
+    data["requirements"] = ["the Python package C(kubernetes) on the host that talks to the API server (the controller "
+                            "for a cluster host with C(ansible_connection=local))"]
+    return HEADER + _render("DOCUMENTATION", data)
+
+
 def _markdown(text):
     """Ansible's documentation markup as Markdown: C(x), V(x), E(x), O(x), M(x) -> `x`."""
     return re.sub(r"\b[CVEOM]\(([^()]*(?:\([^()]*\)[^()]*)*)\)", r"`\1`", text)
@@ -173,6 +183,7 @@ def _synced(rel, style=None):
 FILES = {
     os.path.join("plugins", "doc_fragments", "components.py"): components_fragment,
     os.path.join("plugins", "doc_fragments", "postgres.py"): postgres_fragment,
+    os.path.join("plugins", "doc_fragments", "kubernetes.py"): kubernetes_fragment,
     os.path.join("plugins", "modules", "restore_point.py"): _synced(os.path.join("plugins", "modules", "restore_point.py")),
     os.path.join("roles", "rollback", "meta", "argument_specs.yml"): _synced(
         os.path.join("roles", "rollback", "meta", "argument_specs.yml")),
