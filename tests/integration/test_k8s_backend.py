@@ -200,3 +200,27 @@ def test_digests_and_stuck_pods_from_pod_status():
     assert workloads.digests([pod("a", same), pod("b", same.replace("a" * 64, "b" * 64))]) == {}
     assert workloads.stuck_pods([pod("a", same), pod("b", "", "CrashLoopBackOff", 4)]) == [
         ("b", "app", "CrashLoopBackOff", 4)]
+
+
+def test_a_statefulset_stuck_on_a_broken_pod_is_rolled_back_by_replacing_that_pod(cluster):  # pylint: disable=redefined-outer-name
+    body = deployment("db", {"app": "db"}, image="postgres:16")
+    body.update(kind="StatefulSet")
+    body["spec"].update(replicas=3, serviceName="db")
+    cluster.create(workloads.path("StatefulSet", "prod"), body)
+    db = workloads.read(cluster, "StatefulSet", "db")
+    workloads.wait_rollouts(cluster, [db], 60)
+    good = db["spec"]["template"]
+    cluster.patch(workloads.path("StatefulSet", "prod", "db"),
+                  [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "postgres:bad"}])
+    with pytest.raises(RollbackError):
+        workloads.wait_rollouts(cluster, [db], 3)
+    stuck = [pod["metadata"]["name"] for pod in workloads.pods(cluster, workloads.read(cluster, "StatefulSet", "db"))
+             if workloads.stuck_pods([pod])]
+    assert stuck == ["db-2"]
+    cluster.patch(workloads.path("StatefulSet", "prod", "db"), [{"op": "replace", "path": "/spec/template",
+                                                               "value": good}])
+    [done] = workloads.wait_rollouts(cluster, [db], 60)
+    assert done["status"]["readyReplicas"] == 3 and done["status"]["currentRevision"] == done["status"]["updateRevision"]
+    live = workloads.pods(cluster, done)
+    assert len(live) == 3 and not workloads.stuck_pods(live)
+    assert {workloads.images(pod)["app"] for pod in live} == {"postgres:16"}

@@ -194,6 +194,14 @@ class Cluster:
     def create(self, path, body, dry_run=False):
         return self.request("POST", path, {"dryRun": "All"} if dry_run else None, body)
 
+    def delete(self, path, missing_ok=True):
+        try:
+            return self.request("DELETE", path)
+        except KubeError as err:
+            if missing_ok and err.status == 404:
+                return None
+            raise
+
     def check_namespace(self):
         """Refuse a namespace the cluster does not have, naming it and the cluster. A token that may not read
         namespaces (403) is not an error: the first read of a workload will tell."""
