@@ -55,8 +55,8 @@ def test_connect_reads_the_context_namespace_and_refuses_what_the_cluster_or_fil
 
 
 def test_options_not_given_come_from_the_kubernetes_core_variables():
-    options = k8s.with_environment({"namespace": "prod"}, {"K8S_AUTH_HOST": "https://127.0.0.1:6443",
-                                                          "K8S_AUTH_NAMESPACE": "other", "K8S_AUTH_VERIFY_SSL": "no"})
+    environ = {"K8S_AUTH_HOST": "https://127.0.0.1:6443", "K8S_AUTH_NAMESPACE": "other", "K8S_AUTH_VERIFY_SSL": "no"}
+    options = k8s.with_environment({"namespace": "prod"}, environ)
     assert options == {"namespace": "prod", "host": "https://127.0.0.1:6443", "validate_certs": False}
 
 
@@ -173,10 +173,9 @@ def test_references_of_a_template():
                     {"name": "p", "projected": {"sources": [{"configMap": {"name": "extra"}},
                                                             {"secret": {"name": "token"}}]}}],
         "initContainers": [{"name": "init", "envFrom": [{"configMapRef": {"name": "init-env"}}]}],
-        "containers": [{"name": "app", "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "db", "key": "p"}}},
-                                               {"name": "B", "valueFrom": {"configMapKeyRef": {"name": "flags",
-                                                                                                "key": "b"}}}],
-                        "envFrom": [{"secretRef": {"name": "api"}}]}],
+        "containers": [{"name": "app", "envFrom": [{"secretRef": {"name": "api"}}], "env": [
+            {"name": "A", "valueFrom": {"secretKeyRef": {"name": "db", "key": "p"}}},
+            {"name": "B", "valueFrom": {"configMapKeyRef": {"name": "flags", "key": "b"}}}]}],
         "imagePullSecrets": [{"name": "registry"}]}}
     assert workloads.references(template) == (["app-config", "extra", "flags", "init-env"],
                                               ["api", "db", "registry", "tls", "token"])
@@ -217,8 +216,8 @@ def test_a_statefulset_stuck_on_a_broken_pod_is_rolled_back_by_replacing_that_po
     stuck = [pod["metadata"]["name"] for pod in workloads.pods(cluster, workloads.read(cluster, "StatefulSet", "db"))
              if workloads.stuck_pods([pod])]
     assert stuck == ["db-2"]
-    cluster.patch(workloads.path("StatefulSet", "prod", "db"), [{"op": "replace", "path": "/spec/template",
-                                                               "value": good}])
+    back = [{"op": "replace", "path": "/spec/template", "value": good}]
+    cluster.patch(workloads.path("StatefulSet", "prod", "db"), back)
     [done] = workloads.wait_rollouts(cluster, [db], 60)
     assert done["status"]["readyReplicas"] == 3 and done["status"]["currentRevision"] == done["status"]["updateRevision"]
     live = workloads.pods(cluster, done)
