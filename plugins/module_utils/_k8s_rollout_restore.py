@@ -324,8 +324,8 @@ class Undo:
         reason = err.msg if isinstance(err, RollbackError) else str(err)
         result["rollout"] = "failed"
         details = {key: value for key, value in result.items() if key != "diff"}
-        goal = "the template of revision %d (hash %s, %s)" % (target.number, target.hash,
-                                                           images_text(workloads.images(target.template)))
+        goal = "the template of revision %d (hash %s, %s)" % (
+            target.number, target.hash, images_text(workloads.images(target.template)))
         if not self.revert_on_failure:
             self.actions.append("rollout of %s failed; left on %s (revert_on_failure=false)" % (self.label, goal))
             raise RollbackError("rollout of %s to %s failed: %s; revert_on_failure is false, so %s is left on it"

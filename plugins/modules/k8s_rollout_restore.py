@@ -49,8 +49,8 @@ options:
     type: int
   template_hash:
     description:
-      - The template to go back to, by hash. Either ours (16 hex digits, the RV(to.hash) this module returns and a
-        restore point records) or the controller's label value on the revision (C(pod-template-hash) of a
+      - The template to go back to, by hash. Either ours (16 hex digits, the C(hash) of RV(to) this module returns
+        and a restore point records) or the controller's label value on the revision (C(pod-template-hash) of a
         ReplicaSet, C(controller-revision-hash) of a ControllerRevision).
     type: str
   point:

@@ -114,8 +114,8 @@ class Kube:
     def rolled_out(self, ref="deployment/web"):
         """kubectl rollout status says the rollout is complete."""
         proc = self.run("rollout", "status", ref, "--timeout=60s", check=False)
-        return proc.returncode == 0 and ("successfully rolled out" in proc.stdout or "roll out complete" in proc.stdout
-                                      or "update complete" in proc.stdout)
+        done = ("successfully rolled out", "roll out complete", "update complete")
+        return proc.returncode == 0 and any(text in proc.stdout for text in done)
 
 
 @pytest.fixture
@@ -209,7 +209,7 @@ def test_to_revision_gives_what_kubectl_undo_to_revision_gives(tmp_path):
     # unrelated annotations and labels are kept; ours adds one annotation
     assert ours["labels"] == theirs["labels"] == {"team": "blue", "tier": "front"}
     assert {k: v for k, v in ours["annotations"].items() if k != "fleetops.rollback/restored-from"} == \
-        {k: v for k, v in theirs["annotations"].items()}
+        theirs["annotations"]
     assert ours["annotations"]["owner"] == "payments" and ours["annotations"]["note"] == "keep me"
     assert ours["annotations"]["fleetops.rollback/restored-from"].startswith("revision 1 (hash ")
 
