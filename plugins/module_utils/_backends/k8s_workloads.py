@@ -288,12 +288,17 @@ def _condition(status, kind):
     return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
 
 
+def observed(workload):
+    """Whether the controller has seen the workload's latest spec."""
+    return _int((workload.get("status") or {}).get("observedGeneration")) >= _int(workload["metadata"].get("generation"))
+
+
 def rollout_state(workload):
     """(state, message): state is "done", "progressing" or "failed", judged as `kubectl rollout status` does."""
     kind, meta, spec = workload["kind"], workload["metadata"], workload.get("spec") or {}
     status = workload.get("status") or {}
     name = "%s/%s" % (kind.lower(), meta["name"])
-    if _int(status.get("observedGeneration")) < _int(meta.get("generation")):
+    if not observed(workload):
         return "progressing", "%s: waiting for the controller to observe generation %s" % (name, meta.get("generation"))
     if kind == "Deployment":
         progressing = _condition(status, "Progressing")
@@ -331,19 +336,44 @@ def rollout_state(workload):
     return "done", "%s: %d of %d pods updated and available" % (name, want, want)
 
 
+def replace_stuck_pods(cluster, statefulset, replaced):
+    """The forced rollback of a StatefulSet: with OrderedReady, a pod of the revision being left that never became
+    ready blocks the rollout back for good, so it is deleted and the controller recreates it on the update revision.
+    Only such pods are deleted, each once (`replaced`, a set of names); returns the names deleted now."""
+    status = statefulset.get("status") or {}
+    update = status.get("updateRevision")
+    if statefulset["kind"] != "StatefulSet" or not update:
+        return []
+    deleted = []
+    for pod in pods(cluster, statefulset):
+        name = pod["metadata"]["name"]
+        if name in replaced or (pod["metadata"].get("labels") or {}).get("controller-revision-hash") == update:
+            continue
+        if stuck_pods([pod]):
+            cluster.delete(core_path("pods", pod["metadata"].get("namespace") or cluster.namespace, name))
+            replaced.add(name)
+            deleted.append(name)
+    return deleted
+
+
 def wait_rollouts(cluster, workloads, timeout, clock=time.monotonic, sleep=time.sleep, settled=False):
     """Wait until every workload's rollout is done; raise when one fails or the deadline passes. `settled` waits
     only for the controller to observe the change (a safety revert puts back what was there, healthy or not).
+    A StatefulSet pod stuck on the revision being left is replaced (replace_stuck_pods).
     Returns the workloads as last read."""
     deadline = clock() + timeout
     pause = 0.1
     pending = {(w["kind"], w["metadata"]["name"]): w for w in workloads}
     done = {}
+    replaced = set()
     while True:
         for key in list(pending):
             obj = read(cluster, key[0], key[1])
             state, message = rollout_state(obj)
-            if settled and state != "done" and not message.endswith("generation %s" % obj["metadata"].get("generation")):
+            if state == "progressing" and observed(obj) and replace_stuck_pods(cluster, obj, replaced):
+                obj = read(cluster, key[0], key[1])
+                state, message = rollout_state(obj)
+            if settled and observed(obj):
                 state = "done"
             if state == "failed":
                 raise RollbackError(message, workload="%s/%s" % key, rollout="failed")
