@@ -78,6 +78,8 @@ def _pruned(value):
 def normal_template(template):
     """A pod template as compared and stored: no server-set or empty fields, no controller hash labels."""
     out = _pruned(copy.deepcopy(template or {}))
+    # A ControllerRevision's data holds the template with the strategic-merge directive the undo patch needs.
+    out.pop("$patch", None)
     meta = out.get("metadata") or {}
     meta.pop("creationTimestamp", None)
     labels = meta.get("labels") or {}
