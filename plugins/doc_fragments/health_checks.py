@@ -56,7 +56,9 @@ options:
                 (C(CrashLoopBackOff), C(ImagePullBackOff), C(ErrImagePull) and the like). A rollout past its progress
                 deadline (C(ProgressDeadlineExceeded)) fails the sample with the controller's message; the errors name
                 the workload and the pod, container and reason. Needs the Python package C(kubernetes) on the host
-                that runs the module (only when such a check is given); the connection is made once per check.
+                that runs the module (only when such a check is given); the connection is made once per check. Its
+                connection keys are those of kubernetes.core; one not given is read from the same environment variable
+                (E(K8S_AUTH_KUBECONFIG), E(K8S_AUTH_CONTEXT), E(K8S_AUTH_HOST), E(K8S_AUTH_API_KEY), ...).
             type: str
             required: true
           request_timeout:

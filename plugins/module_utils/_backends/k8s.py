@@ -86,6 +86,9 @@ def with_environment(options, environ=None):
 def _configuration(options, api_key):
     """A client Configuration from the connection options; returns (configuration, namespace, label)."""
     configuration = _client.Configuration()
+    # Cluster.request does the retrying, within its timeout and deadline; urllib3's own retries (3 by default) would
+    # repeat a read that timed out, each with a fresh timeout, out of sight of both.
+    configuration.retries = False
     kubeconfig, context, host = options.get("kubeconfig"), options.get("context"), options.get("host")
     namespace, label = None, host
     if kubeconfig or context or not host:
