@@ -36,6 +36,9 @@ def judge(workload, stuck):
     state, message = rollout_state(workload)
     if state == DONE and stuck:
         state = "progressing"
+        pods = len({item[0] for item in stuck})
+        message += ", but %d pod%s of the current revision %s stuck" % (pods, "" if pods == 1 else "s",
+                                                                       "is" if pods == 1 else "are")
     return state, [message] + [stuck_text(item) for item in stuck]
 
 

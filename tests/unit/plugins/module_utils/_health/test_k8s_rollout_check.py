@@ -145,6 +145,8 @@ def test_a_stuck_pod_fails_a_rollout_whose_counts_look_done_and_is_named():
     stuck = [("web-abc-xyz", "web", "CrashLoopBackOff", 4), ("web-abc-uvw", "sidecar", "ImagePullBackOff", 1)]
     state, texts = judge(deployment(), stuck)
     assert state == "progressing"
+    assert texts[0] == "deployment/web: 3 of 3 replicas updated and available, but 2 pods of the current revision " \
+                       "are stuck"
     assert texts[1:] == ["pod web-abc-xyz container web: CrashLoopBackOff (4 restarts)",
                          "pod web-abc-uvw container sidecar: ImagePullBackOff (1 restart)"]
     # A failed rollout stays failed whatever its pods do.
@@ -216,6 +218,39 @@ def test_a_deployment_rolled_out_then_broken_then_past_its_deadline(api):
     assert gate._cluster is cluster  # pylint: disable=protected-access
     set_image(api.cluster, "Deployment", "web", "nginx:v1")
     assert wait_for(lambda: gate.run(10)["ok"])
+
+
+def pod(name, holder, reason=None, restarts=0):
+    """A pod of a ReplicaSet, as the kubelet reports it: waiting with `reason`, or running."""
+    state = {"waiting": {"reason": reason}} if reason else {"running": {}}
+    labels = dict(holder["metadata"]["labels"])
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": labels, "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": holder["metadata"]["name"],
+                 "uid": holder["metadata"]["uid"], "controller": True}]},
+            "spec": {"containers": [{"name": "web", "image": "nginx"}]},
+            "status": {"containerStatuses": [{"name": "web", "restartCount": restarts, "state": state}]}}
+
+
+def test_a_crash_looping_pod_of_the_current_revision_fails_a_rollout_whose_counts_are_fine(api):
+    api.cluster.create(k8s_workloads.path("Deployment", "prod"), workload("Deployment", "web"))
+    set_image(api.cluster, "Deployment", "web", "nginx:v2")
+    gate = check(name="web", kubeconfig=api.kubeconfig)
+    assert gate.run(10)["ok"]
+    obj = k8s_workloads.read(api.cluster, "Deployment", "web")
+    revisions = k8s_workloads.history(api.cluster, obj)
+    current = k8s_workloads.current_revision(obj, revisions)
+    old = [revision for revision in revisions if revision is not current][0]
+    pods = k8s_workloads.core_path("pods", "prod")
+    # A stuck pod of the old revision is none of the check's business (it is going away).
+    api.cluster.create(pods, pod("web-old-1", old.holder, "CrashLoopBackOff", 9))
+    api.cluster.create(pods, pod("web-new-1", current.holder))
+    assert gate.run(10)["ok"]
+    api.cluster.create(pods, pod("web-new-2", current.holder, "CrashLoopBackOff", 4))
+    result = gate.run(10)
+    assert not result["ok"] and result["state"] == "progressing"
+    assert result["error"] == ("k8s_rollout deployment/web: 2 of 2 replicas updated and available, but 1 pod of the "
+                               "current revision is stuck; pod web-new-2 container web: CrashLoopBackOff (4 restarts)")
 
 
 @pytest.mark.parametrize("kind", ["StatefulSet", "DaemonSet"])
