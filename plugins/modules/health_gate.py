@@ -17,7 +17,8 @@ description:
     took and the samples it was based on.
   - A check is an HTTP request, a TCP connection, a command, a PromQL query against a Prometheus server
     (a value against a threshold, or against a baseline query as a ratio), or the rollout of a Kubernetes
-    workload (V(k8s_rollout): every replica updated and available, no crash-looping pod of its current revision).
+    workload (V(k8s_rollout), every replica updated and available and no crash-looping pod of its current
+    revision).
   - A round runs every check of a target once, in order; the round passes only when every check passes.
   - A target is V(healthy) after O(successes) passing rounds in a row and V(unhealthy) as soon as it has
     O(failures) + 1 failing rounds in a row. A target with neither verdict when O(timeout) seconds have

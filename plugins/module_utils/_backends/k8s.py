@@ -194,8 +194,9 @@ class Cluster:
         if status >= 400 or data is None:
             message = (data or {}).get("message") if isinstance(data, dict) else None
             reason = (data or {}).get("reason", "") if isinstance(data, dict) else ""
-            raise KubeError("%s %s: %s (HTTP %s%s)" % (method, url.split("?")[0], message or text[:300].strip()
-                                                        or "no answer", status, ", " + reason if reason else ""),
+            said = message or text[:300].strip() or "no answer"
+            raise KubeError("%s %s: %s (HTTP %s%s)" % (method, url.split("?")[0], said, status,
+                                                       ", " + reason if reason else ""),
                             status=status, reason=reason)
         return status, data
 

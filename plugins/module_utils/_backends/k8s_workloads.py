@@ -185,8 +185,8 @@ class Revision:
     @property
     def holder_path(self):
         plural = "replicasets" if self.holder.get("kind") == "ReplicaSet" else "controllerrevisions"
-        return "%s/namespaces/%s/%s/%s" % (APPS, quote(self.holder["metadata"]["namespace"], safe=""), plural,
-                                          quote(self.name, safe=""))
+        namespace = quote(self.holder["metadata"]["namespace"], safe="")
+        return "%s/namespaces/%s/%s/%s" % (APPS, namespace, plural, quote(self.name, safe=""))
 
 
 def history(cluster, workload):

@@ -200,8 +200,8 @@ def wait_for(predicate, timeout=30.0):
 
 
 def test_a_deployment_rolled_out_then_broken_then_past_its_deadline(api):
-    api.cluster.create(k8s_workloads.path("Deployment", "prod"), workload("Deployment", "web",
-                                                                         progressDeadlineSeconds=2))
+    body = workload("Deployment", "web", progressDeadlineSeconds=2)
+    api.cluster.create(k8s_workloads.path("Deployment", "prod"), body)
     gate = check(name="web", kubeconfig=api.kubeconfig)
     first = gate.run(10)
     assert first["ok"] and first["state"] == "done" and first["workloads"] == 1, first
@@ -266,8 +266,8 @@ def test_statefulsets_and_daemonsets(api, kind):
 
 def test_a_selector_judges_every_match_and_names_the_bad_one(api):
     for name in ("web", "api"):
-        api.cluster.create(k8s_workloads.path("Deployment", "prod"), workload("Deployment", name,
-                                                                             progressDeadlineSeconds=2))
+        body = workload("Deployment", name, progressDeadlineSeconds=2)
+        api.cluster.create(k8s_workloads.path("Deployment", "prod"), body)
     gate = check(selector="tier=shop", kubeconfig=api.kubeconfig)
     result = gate.run(10)
     assert result["ok"] and result["workloads"] == 2, result
