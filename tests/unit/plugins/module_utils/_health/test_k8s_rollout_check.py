@@ -211,7 +211,11 @@ def test_a_deployment_rolled_out_then_broken_then_past_its_deadline(api):
     broken = gate.run(10)
     assert not broken["ok"] and broken["state"] == "progressing", broken
     assert broken["error"].startswith("k8s_rollout deployment/web: ")
-    failed = wait_for(lambda: (lambda r: r if r["state"] == "failed" else None)(gate.run(10)))
+    def failed_sample():
+        result = gate.run(10)
+        return result if result["state"] == "failed" else None
+
+    failed = wait_for(failed_sample)
     assert not failed["ok"]
     assert "rollout exceeded its progress deadline" in failed["error"] and "timed out progressing" in failed["error"]
     # One connection for every sample of the check.
