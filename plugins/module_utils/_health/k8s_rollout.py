@@ -37,8 +37,8 @@ def judge(workload, stuck):
     if state == DONE and stuck:
         state = "progressing"
         pods = len({item[0] for item in stuck})
-        message += ", but %d pod%s of the current revision %s stuck" % (pods, "" if pods == 1 else "s",
-                                                                       "is" if pods == 1 else "are")
+        message += (", but 1 pod of the current revision is stuck" if pods == 1
+                    else ", but %d pods of the current revision are stuck" % pods)
     return state, [message] + [stuck_text(item) for item in stuck]
 
 

@@ -211,6 +211,7 @@ def test_a_deployment_rolled_out_then_broken_then_past_its_deadline(api):
     broken = gate.run(10)
     assert not broken["ok"] and broken["state"] == "progressing", broken
     assert broken["error"].startswith("k8s_rollout deployment/web: ")
+
     def failed_sample():
         result = gate.run(10)
         return result if result["state"] == "failed" else None
