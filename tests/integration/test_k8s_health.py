@@ -6,6 +6,7 @@ Assertions are about logic (verdicts, states, messages), never timings; waits po
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -127,6 +128,14 @@ def test_a_bad_image_is_not_ok_while_progressing_then_fails_on_its_progress_dead
     assert sample["state"] == "failed"
     assert sample["error"].startswith("k8s_rollout deployment/web: rollout exceeded its progress deadline: ")
     assert "k8s_rollout deployment/web: rollout exceeded its progress deadline" in failed.msg
+    # The why: the new pods crash-loop, each named with its container (kubectl sees the same pods).
+    pods = json.loads(cluster.kubectl("get", "pods", "-l", "app=web", "-o", "json").stdout)["items"]
+    looping = {pod["metadata"]["name"] for pod in pods
+               if any((status.get("state") or {}).get("waiting", {}).get("reason") == "CrashLoopBackOff"
+                      for status in pod["status"].get("containerStatuses") or [])}
+    bad = {pod["metadata"]["name"] for pod in pods if pod["spec"]["containers"][0]["image"] == "nginx:bad"}
+    named = set(re.findall(r"pod (\S+) container web: CrashLoopBackOff \(\d+ restarts?\)", sample["error"]))
+    assert named and named <= looping and named <= bad, (named, looping, bad)
 
 
 def test_a_rollback_while_the_gate_polls_ends_healthy(cluster):
