@@ -38,8 +38,8 @@ options:
         suboptions:
           type:
             description:
-              - The kind of check, one of V(http), V(tcp), V(command) or V(prometheus) (anything else fails with a
-                message naming the value).
+              - The kind of check, one of V(http), V(tcp), V(command), V(prometheus) or V(k8s_rollout) (anything else
+                fails with a message naming the value).
               - V(http) requests O(targets[].checks[].url) and checks the status, the body and the latency.
               - V(tcp) opens a TCP connection to O(targets[].checks[].host):O(targets[].checks[].port).
               - V(command) runs O(targets[].checks[].argv) (never through a shell) and checks its return code and
@@ -49,6 +49,16 @@ options:
                 O(targets[].checks[].max) and/or O(targets[].checks[].min), or with the value of
                 O(targets[].checks[].baseline_query) as a ratio (O(targets[].checks[].max_ratio)). Give a threshold, a
                 baseline ratio, or both (then both must pass).
+              - V(k8s_rollout) reads a Kubernetes workload (O(targets[].checks[].kind) named O(targets[].checks[].name),
+                or every one O(targets[].checks[].selector) matches) and passes when its rollout is complete, as
+                C(kubectl rollout status) judges (the controller has observed the latest generation, every replica is
+                updated and available, no old replica is left), and no pod of its current revision is stuck
+                (C(CrashLoopBackOff), C(ImagePullBackOff), C(ErrImagePull) and the like). A rollout past its progress
+                deadline (C(ProgressDeadlineExceeded)) fails the sample with the controller's message; the errors name
+                the workload and the pod, container and reason. Needs the Python package C(kubernetes) on the host
+                that runs the module (only when such a check is given); the connection is made once per check. Its
+                connection keys are those of kubernetes.core; one not given is read from the same environment variable
+                (E(K8S_AUTH_KUBECONFIG), E(K8S_AUTH_CONTEXT), E(K8S_AUTH_HOST), E(K8S_AUTH_API_KEY), ...).
             type: str
             required: true
           request_timeout:
@@ -97,14 +107,18 @@ options:
             type: dict
           validate_certs:
             description:
-              - For V(http) and V(prometheus) checks. Whether to verify the server's TLS certificate. Defaults to
-                V(true).
+              - For V(http), V(prometheus) and V(k8s_rollout) checks. Whether to verify the server's TLS certificate.
+                Defaults to V(true); for V(k8s_rollout) checks, to the kubeconfig's setting, else V(true).
             type: bool
           host:
             description:
-              - For V(tcp) checks. The host name or address to connect to. Defaults to V(127.0.0.1).
-              - A host name or an IP address only (IPv6 without brackets); a URL, a C(host:port) or anything else is
-                refused with a message saying what to give instead.
+              - For V(tcp) and V(k8s_rollout) checks.
+              - For V(tcp) checks, the host name or address to connect to. Defaults to V(127.0.0.1). A host name or an
+                IP address only (IPv6 without brackets); a URL, a C(host:port) or anything else is refused with a
+                message saying what to give instead.
+              - For V(k8s_rollout) checks, the URL of the Kubernetes API server, for example
+                V(https://127.0.0.1:6443). With a kubeconfig it replaces the context's server; without one, it is the
+                whole connection. A URL with credentials is refused (give the token in O(targets[].checks[].api_key)).
             type: str
           port:
             description:
@@ -170,6 +184,49 @@ options:
                 V(zero) counts the missing value as 0 and compares that.
             type: str
             choices: [fail, pass, zero]
+          kind:
+            description:
+              - For V(k8s_rollout) checks. The kind of workload, V(Deployment) (the default), V(StatefulSet) or
+                V(DaemonSet); the short names V(deploy), V(sts) and V(ds) and the lower case and plural spellings are
+                taken too.
+            type: str
+          name:
+            description:
+              - For V(k8s_rollout) checks. The name of the workload. Give this or O(targets[].checks[].selector), not
+                both. A workload that does not exist fails the sample, naming it, the namespace and the server.
+            type: str
+          selector:
+            description:
+              - For V(k8s_rollout) checks. A label selector in kubectl's syntax, such as V(app=web) or
+                V(tier in (web,api)); every workload of O(targets[].checks[].kind) it matches must pass, and no match
+                fails the sample.
+            type: str
+          kubeconfig:
+            description:
+              - For V(k8s_rollout) checks. Path of the kubeconfig file. Default E(KUBECONFIG), then
+                C(~/.kube/config), as kubectl reads it. A path that is not a file is refused before anything runs.
+            type: path
+          context:
+            description:
+              - For V(k8s_rollout) checks. The kubeconfig context. Default the file's C(current-context); a context the
+                file does not have fails the sample with the list of those it has.
+            type: str
+          api_key:
+            description:
+              - For V(k8s_rollout) checks. A bearer token for the API server.
+              - A secret (C(no_log)), sent in the C(Authorization) header only; it never appears in results, errors,
+                the watch's decisions or reports.
+            type: str
+          ca_cert:
+            description:
+              - For V(k8s_rollout) checks. Path of the CA bundle that signed the API server's certificate. Default the
+                kubeconfig's.
+            type: path
+          namespace:
+            description:
+              - For V(k8s_rollout) checks. The namespace of the workload. Default the context's namespace, else
+                V(default). A namespace the cluster does not have fails the sample, naming it.
+            type: str
 """
 
 

@@ -15,8 +15,10 @@ author:
 description:
   - Polls health checks in rounds until each target has a verdict, and returns the verdict, the time it
     took and the samples it was based on.
-  - A check is an HTTP request, a TCP connection, a command, or a PromQL query against a Prometheus server
-    (a value against a threshold, or against a baseline query as a ratio).
+  - A check is an HTTP request, a TCP connection, a command, a PromQL query against a Prometheus server
+    (a value against a threshold, or against a baseline query as a ratio), or the rollout of a Kubernetes
+    workload (V(k8s_rollout), every replica updated and available and no crash-looping pod of its current
+    revision).
   - A round runs every check of a target once, in order; the round passes only when every check passes.
   - A target is V(healthy) after O(successes) passing rounds in a row and V(unhealthy) as soon as it has
     O(failures) + 1 failing rounds in a row. A target with neither verdict when O(timeout) seconds have
@@ -86,7 +88,7 @@ attributes:
 notes:
   - >-
     Input is validated before anything runs; a bad option fails with a message naming the option and
-    the value, for example C(checks[1].type: 'htp' is not one of http, tcp, command, prometheus).
+    the value, for example C(checks[1].type: 'htp' is not one of http, tcp, command, prometheus, k8s_rollout).
   - Each target keeps its last 20 rounds in its samples, to keep results small.
   - A SIGTERM stops the gate at once with the message C(stopped by SIGTERM while polling the health checks of N
     targets (no verdict yet)); commands of checks still running are killed.
@@ -149,6 +151,20 @@ EXAMPLES = r"""
           histogram_quantile(0.95, sum by (le) (rate(app_request_duration_seconds_bucket{host!="web1"}[1m])))
         max_ratio: 1.25
         on_empty: fail
+
+- name: Wait until the web Deployment has rolled out and none of its new pods crash-loops
+  fleetops.rollback.health_gate:
+    checks:
+      - type: k8s_rollout
+        kind: Deployment
+        name: web
+        namespace: prod
+        context: prod-cluster
+    interval: 2
+    successes: 2
+    failures: 0
+    timeout: 300
+  delegate_to: localhost
 
 - name: Send a bearer token (header values never appear in results)
   fleetops.rollback.health_gate:
@@ -246,7 +262,9 @@ samples:
         - V(http) checks add C(status) (the HTTP status, or null without an answer); V(command) checks add
           C(rc) (null when the command could not run or timed out); V(prometheus) checks add C(value) (the value
           compared, the worst series' when there are several, null without data), and with a baseline
-          C(baseline) and C(ratio) (null when infinite), and C(series) when the query returned several.
+          C(baseline) and C(ratio) (null when infinite), and C(series) when the query returned several;
+          V(k8s_rollout) checks add C(state) (V(done), V(progressing) or V(failed), the worst of the workloads';
+          null when none could be read) and C(workloads) (how many were judged).
       type: list
       elements: dict
   sample:

@@ -19,6 +19,9 @@ description:
   - Each round runs every PromQL query of O(queries) against the Prometheus server at O(prometheus_url) (one
     signal each), runs the health checks of every target of O(targets) once (the checks of
     P(fleetops.rollback.health_gate#module)), adds the fixed O(signals), and decides.
+  - A V(k8s_rollout) check in O(targets) makes a Kubernetes workload a target. It fails while the workload's rollout
+    is incomplete, past its progress deadline, or has a crash-looping pod, so a bad rollout counts as a failing
+    host.
   - From the health checks come the signals C(health_failures) (targets whose checks failed more than O(failures)
     rounds in a row), C(health_failure_ratio), C(unavailable_seconds) (the longest current run of failing rounds of
     a target) and C(hosts).

@@ -10,6 +10,7 @@ retried with backoff on throttling and server errors; a failure carries the serv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -85,6 +86,9 @@ def with_environment(options, environ=None):
 def _configuration(options, api_key):
     """A client Configuration from the connection options; returns (configuration, namespace, label)."""
     configuration = _client.Configuration()
+    # Cluster.request does the retrying, within its timeout and deadline; urllib3's own retries (3 by default) would
+    # repeat a read that timed out, each with a fresh timeout, out of sight of both.
+    configuration.retries = False
     kubeconfig, context, host = options.get("kubeconfig"), options.get("context"), options.get("host")
     namespace, label = None, host
     if kubeconfig or context or not host:
@@ -122,11 +126,25 @@ def _configuration(options, api_key):
 class Cluster:
     """One API server and namespace. `request()` answers parsed JSON or raises KubeError."""
 
-    def __init__(self, api_client, namespace, label, sleep=time.sleep):
+    def __init__(self, api_client, namespace, label, sleep=time.sleep, clock=time.monotonic):
         self.api = api_client
         self.namespace = namespace
         self.label = label
         self.sleep = sleep
+        self.clock = clock
+        # While set (see bounded()), no request nor retry goes past this time of `clock`.
+        self.deadline = None
+
+    @contextlib.contextmanager
+    def bounded(self, seconds):
+        """Every request made inside, retries included, ends within `seconds` (a health check's time budget).
+        One caller at a time: a Cluster bounded this way belongs to one check."""
+        previous = self.deadline
+        self.deadline = self.clock() + seconds
+        try:
+            yield self
+        finally:
+            self.deadline = previous
 
     @property
     def server(self):
@@ -142,11 +160,16 @@ class Cluster:
             headers["Content-Type"] = content_type or "application/json"
         attempts = READ_ATTEMPTS if method == "GET" else 1
         for attempt in range(attempts):
+            left = None if self.deadline is None else self.deadline - self.clock()
+            if left is not None and left <= 0:
+                raise KubeError("%s %s: no time left for the request at %s" % (method, path, self.where()))
             try:
-                status, data = self._send(method, url, headers, body, timeout)
+                status, data = self._send(method, url, headers, body, timeout if left is None else min(timeout, left))
             except KubeError as err:
-                if attempt + 1 < attempts and err.status in RETRY_STATUSES + (0,):
-                    self.sleep(min(0.25 * 2 ** attempt, 2.0))
+                pause = min(0.25 * 2 ** attempt, 2.0)
+                if attempt + 1 < attempts and err.status in RETRY_STATUSES + (0,) and (
+                        self.deadline is None or self.clock() + pause < self.deadline):
+                    self.sleep(pause)
                     continue
                 raise
             return data if status != 204 else {}

@@ -123,7 +123,8 @@ def parse_url(url, where, kind="http"):
     except ValueError as err:
         raise HealthInputError("%s: %s is not a valid URL (%s)" % (where, show(redact_url(url)), err)) from None
     if parts.scheme not in ("http", "https") or not host:
-        example = "http://127.0.0.1:9090" if kind == "prometheus" else "http://127.0.0.1:8080/health"
+        example = {"prometheus": "http://127.0.0.1:9090", "k8s_rollout": "https://127.0.0.1:6443"}.get(
+            kind, "http://127.0.0.1:8080/health")
         raise HealthInputError("%s: %s is not an http:// or https:// URL with a host (for example %s)"
                                % (where, show(redact_url(url)), example))
     if port == 0:

@@ -6,8 +6,11 @@ required keys taken from it, and a message naming the option and the bad value. 
 
 from __future__ import annotations
 
+import os
 import re
 
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends.k8s_options import CONNECTION_OPTIONS
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends.k8s_workloads import KINDS
 from ansible_collections.fleetops.rollback.plugins.module_utils._health.checks import CommandCheck, HttpCheck, TcpCheck
 from ansible_collections.fleetops.rollback.plugins.module_utils._health.inputs import (
     HealthInputError,
@@ -21,6 +24,7 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._health.inputs i
     parse_url,
     pattern,
 )
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.k8s_rollout import K8sRolloutCheck
 from ansible_collections.fleetops.rollback.plugins.module_utils._health.prometheus import PrometheusCheck
 from ansible_collections.fleetops.rollback.plugins.module_utils._health.schema import (
     ALL_KEYS,
@@ -32,14 +36,18 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._health.schema i
     SCHEMA,
     TYPE_KEYS,
 )
-from ansible_collections.fleetops.rollback.plugins.module_utils._health.text import show
+from ansible_collections.fleetops.rollback.plugins.module_utils._health.text import redact_url, show
 
 _METHOD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*$")
+# Kubernetes names: a workload's (DNS subdomain) and a namespace's (DNS label).
+_K8S_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_K8S_NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 HTTP = SCHEMA["http"]
 TCP = SCHEMA["tcp"]
 COMMAND = SCHEMA["command"]
 PROMETHEUS = SCHEMA["prometheus"]
+K8S_ROLLOUT = SCHEMA["k8s_rollout"]
 
 
 class Target:
@@ -158,8 +166,80 @@ def _parse_prometheus(given, where, request_timeout):
                            validate_certs=validate_certs, request_timeout=request_timeout)
 
 
+def _workload_kind(value, where):
+    if isinstance(value, str):
+        for kind, (_plural, spellings) in KINDS.items():
+            if value == kind or value.lower() in spellings:
+                return kind
+    raise HealthInputError("%s: %s is not a workload kind; give Deployment, StatefulSet or DaemonSet (or deploy, sts, "
+                           "ds)" % (where, show(value)))
+
+
+def _text(given, key, where, what):
+    """A non-empty string without control characters, or None when the key is absent."""
+    if key not in given:
+        return None
+    value = given[key]
+    if not isinstance(value, str) or not value.strip() or not value.isprintable():
+        raise HealthInputError("%s.%s: %s is not %s" % (where, key, show(value), what))
+    return value
+
+
+def _file(given, key, where, what):
+    value = _text(given, key, where, "a path (%s)" % what)
+    if value is None:
+        return None
+    path = os.path.expanduser(value)
+    if not os.path.isfile(path):
+        raise HealthInputError("%s.%s: %s is not a file; give the path of %s" % (where, key, show(value), what))
+    return path
+
+
+def _parse_k8s_rollout(given, where, request_timeout):
+    kind = _workload_kind(given.get("kind", K8S_ROLLOUT.default("kind")), where + ".kind")
+    name = _text(given, "name", where, "a workload name")
+    selector = _text(given, "selector", where, "a label selector (such as app=web)")
+    if name is not None and selector is not None:
+        raise HealthInputError("%s.selector: %s given with name %s; give name for one workload or selector for every "
+                               "workload it matches, not both" % (where, show(selector), show(name)))
+    if name is None and selector is None:
+        raise HealthInputError("%s.name: required for a k8s_rollout check unless selector is given (the %s's name, or "
+                               "a label selector such as app=web)" % (where, kind))
+    if name is not None and not _K8S_NAME_RE.match(name):
+        raise HealthInputError("%s.name: %s is not a Kubernetes object name (lower case letters, digits, - and .)"
+                               % (where, show(name)))
+    connection = {}
+    namespace = _text(given, "namespace", where, "a namespace name")
+    if namespace is not None and not _K8S_NAMESPACE_RE.match(namespace):
+        raise HealthInputError("%s.namespace: %s is not a namespace name (lower case letters, digits and -, at most "
+                               "63)" % (where, show(namespace)))
+    connection["namespace"] = namespace
+    connection["kubeconfig"] = _file(given, "kubeconfig", where, "a kubeconfig")
+    connection["ca_cert"] = _file(given, "ca_cert", where, "a CA bundle (PEM)")
+    connection["context"] = _text(given, "context", where, "a kubeconfig context name")
+    if "host" in given:
+        host = given["host"]
+        if isinstance(host, str) and "@" in host.partition("://")[2].partition("/")[0]:
+            raise HealthInputError("%s.host: %s carries credentials; give the token in api_key instead"
+                                   % (where, show(redact_url(host))))
+        connection["host"] = parse_url(host, where + ".host", "k8s_rollout")
+    if "api_key" in given:
+        # Never echo the value: it is a token.
+        if not isinstance(given["api_key"], str) or not given["api_key"].strip():
+            raise HealthInputError("%s.api_key: not a non-empty string (a bearer token)" % where)
+        connection["api_key"] = given["api_key"]
+    if "validate_certs" in given:
+        connection["validate_certs"] = boolean(given["validate_certs"], where + ".validate_certs")
+    unknown = set(connection) - set(CONNECTION_OPTIONS)
+    if unknown:  # pragma: no cover - the schema takes its connection keys from CONNECTION_OPTIONS
+        raise AssertionError("connection keys outside k8s_options: %s" % sorted(unknown))
+    return K8sRolloutCheck(kind=kind, name=name, selector=selector, request_timeout=request_timeout,
+                           connection={k: v for k, v in connection.items() if v is not None})
+
+
 # One parser per check type of the schema.
-_PARSERS = {"http": _parse_http, "tcp": _parse_tcp, "command": _parse_command, "prometheus": _parse_prometheus}
+_PARSERS = {"http": _parse_http, "tcp": _parse_tcp, "command": _parse_command, "prometheus": _parse_prometheus,
+            "k8s_rollout": _parse_k8s_rollout}
 
 
 def parse_checks(raw, where):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 
+from ansible_collections.fleetops.rollback.plugins.module_utils._backends.k8s_options import CONNECTION_OPTIONS
 from ansible_collections.fleetops.rollback.plugins.module_utils._health.inputs import HealthInputError
 
 DEFAULT_REQUEST_TIMEOUT = 5.0
@@ -85,6 +86,13 @@ _URL = Key("url", "str", required=True)
 _HEADERS = Key("headers", "dict", no_log=True)
 _VALIDATE_CERTS = Key("validate_certs", "bool", default=True)
 
+
+def _connection_keys():
+    """The k8s_rollout check's connection keys: the names, types and secrets of the one Kubernetes connection spec
+    (k8s_options), never a second list. No defaults here: an unset key leaves the kubeconfig's setting."""
+    return tuple(Key(name, spec["type"], no_log=bool(spec.get("no_log"))) for name, spec in CONNECTION_OPTIONS.items())
+
+
 TYPES = (
     CheckType("http", "an http check", (
         _URL,
@@ -115,6 +123,11 @@ TYPES = (
         _HEADERS,
         _VALIDATE_CERTS,
     )),
+    CheckType("k8s_rollout", "a k8s_rollout check", (
+        Key("kind", "str", default="Deployment"),
+        Key("name", "str"),
+        Key("selector", "str"),
+    ) + _connection_keys()),
 )
 
 SCHEMA = {kind.name: kind for kind in TYPES}

@@ -25,6 +25,7 @@ MINIMAL = {
     "tcp": {"port": 5432},
     "command": {"argv": ["true"]},
     "prometheus": {"url": "http://127.0.0.1:9090", "query": "up", "max": 1},
+    "k8s_rollout": {"name": "web"},
 }
 # A line of a key's description that says which types take it: "For V(http) and V(prometheus) checks, required."
 FOR_TYPES = re.compile(r"^For (.+?) checks(, required)?\.")
@@ -59,7 +60,7 @@ def shown(value):
 # --------------------------------------------------------------------------------------- what derives from it
 
 def test_the_argument_spec_derives_from_the_declarations():
-    assert list(CHECK_TYPES) == ["http", "tcp", "command", "prometheus"]
+    assert list(CHECK_TYPES) == ["http", "tcp", "command", "prometheus", "k8s_rollout"]
     assert CHECK_OPTIONS["type"] == {"type": "str", "required": True}
     assert CHECK_OPTIONS["request_timeout"] == {"type": "float", "default": 5.0}
     for name, spec in CHECK_OPTIONS.items():
@@ -70,6 +71,7 @@ def test_the_argument_spec_derives_from_the_declarations():
         kinds = [kind for kind in TYPES for key in kind.keys if key.name == name]
         assert kinds, "%s is in the argument spec but no type declares it" % name
     assert CHECK_OPTIONS["headers"]["no_log"] is True
+    assert CHECK_OPTIONS["api_key"]["no_log"] is True
     assert CHECK_OPTIONS["on_empty"]["choices"] == ["fail", "pass", "zero"]
 
 
