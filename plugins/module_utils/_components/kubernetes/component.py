@@ -181,6 +181,15 @@ def configmap_text(name, content):
     return "".join(lines)
 
 
+def secret_line(name, changed, restored):
+    """A Secret in a diff: by its hash only, never its data."""
+    if not changed:
+        return "Secret %s: as in the point (by salted hash)\n" % name
+    if restored:
+        return "Secret %s: not restored: restore Secrets with your secret manager\n" % name
+    return "Secret %s: changed since the point (by salted hash)\n" % name
+
+
 class KubernetesComponent(Component):
     name = "kubernetes"
     declaration = declaration
@@ -216,7 +225,7 @@ class KubernetesComponent(Component):
             workloads.append(entry)
         wait = spec.get("wait_timeout")
         wait = DEFAULT_WAIT if wait is None else wait
-        if not wait > 0:
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or wait <= 0:
             raise RollbackError("%s.wait_timeout: %r is not a number of seconds above 0" % (where, wait))
         if spec.get("namespace") is not None:
             check_name(spec["namespace"], where + ".namespace")
@@ -391,8 +400,8 @@ class KubernetesComponent(Component):
             if obj is None:
                 raise RollbackError("point %s: %s no longer exists in namespace %s on %s; a restore patches workloads "
                                     "and does not recreate them: recreate it (kubectl apply), or leave it out with "
-                                    "select; nothing was changed" % (point_id, label, cluster.namespace,
-                                                                      cluster.where()), workload=label)
+                                    "select; nothing was changed"
+                                    % (point_id, label, cluster.namespace, cluster.where()), workload=label)
             template = _wl.normal_template(obj["spec"].get("template"))
             self._seen[label] = {"template": template, "replicas": obj["spec"].get("replicas")}
             self._versions[label] = obj["metadata"].get("resourceVersion")
@@ -581,10 +590,7 @@ class KubernetesComponent(Component):
             changed = {text.split(" ", 1)[0] for text in self._seen.get("secrets") or []}
             if changed:
                 names = [s["name"] for s in record["secrets"]]
-                before = "".join("Secret %s: %s\n" % (n, "changed since the point (by salted hash)" if n in changed
-                                                       else "as in the point (by salted hash)") for n in names)
-                after = "".join("Secret %s: %s\n" % (n, "not restored: Secrets are restored with your secret "
-                                                      "manager" if n in changed else "as in the point (by salted hash)")
-                                for n in names)
+                before = "".join(secret_line(n, n in changed, restored=False) for n in names)
+                after = "".join(secret_line(n, n in changed, restored=True) for n in names)
                 out.append({"before_header": "secrets", "after_header": "secrets", "before": before, "after": after})
         return out
