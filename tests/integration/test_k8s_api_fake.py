@@ -2,14 +2,20 @@
 
 Every test starts its own double on 127.0.0.1 and runs /usr/bin/kubectl against it with a kubeconfig of its own.
 The assertions are about logic (revision numbers, images, which objects exist), never about timings; waits go through
-`kubectl rollout status --timeout`, never fixed sleeps.
+`kubectl rollout status --timeout`, `kubectl wait --timeout` or poll() (a condition asked again until a deadline),
+never fixed sleeps.
 """
+import hashlib
 import http.client
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -18,10 +24,23 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from tests.k8s_api import patch as patches  # noqa: E402  pylint: disable=wrong-import-position
+from tests.k8s_api import pods as podstatus  # noqa: E402  pylint: disable=wrong-import-position
 from tests.k8s_api.fixture import start_server  # noqa: E402  pylint: disable=wrong-import-position
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 pytestmark = pytest.mark.skipif(not os.path.exists(KUBECTL), reason="needs the real kubectl")
+DIGEST_ID = re.compile(r"^docker\.io/library/nginx@sha256:[0-9a-f]{64}$")
+
+
+def poll(check, what, deadline=30.0):
+    """Ask check() again (every 0.1 s) until it returns something true, and return that; fail after deadline s."""
+    end = time.monotonic() + deadline
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < end, "gave up waiting for %s; last: %r" % (what, result)
+        time.sleep(0.1)
 
 
 def deployment(name="web", image="nginx:v1", **spec):
@@ -64,6 +83,16 @@ class Kube:
         """The revision numbers `kubectl rollout history` lists."""
         out = self.run("rollout", "history", "deployment/" + name).stdout
         return [int(line.split()[0]) for line in out.splitlines() if line.split() and line.split()[0].isdigit()]
+
+    def pods(self, selector="app=web"):
+        return self.get("pods", "-l", selector)["items"]
+
+    def pod_rows(self, selector="app=web"):
+        """{name: (READY, STATUS, RESTARTS)} of the table `kubectl get pods -l selector` prints."""
+        lines = self.run("get", "pods", "-l", selector).stdout.splitlines()
+        assert not lines or lines[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], lines
+        # RESTARTS may read "3 (1s ago)": its first word is the count
+        return {line.split()[0]: tuple(line.split()[1:4]) for line in lines[1:]}
 
     def replicasets(self, name="web"):
         """{revision: image} of the ReplicaSets the deployment controls."""
@@ -377,6 +406,227 @@ def test_replace_with_a_stale_resource_version_conflicts(kube):
     path.write_text(json.dumps(stale))
     kube.run("replace", "-f", str(path))
     assert kube.image() == "nginx:v3" and kube.revisions() == [1, 2, 3]
+
+
+# --- pods: the controller's, as kubectl sees them --------------------------------------------------------------
+def owned_by(obj, owner):
+    return [ref for ref in obj["metadata"].get("ownerReferences", []) if ref["uid"] == owner["metadata"]["uid"]
+            and ref.get("controller") is True]
+
+
+def test_pods_follow_the_replicas_and_report_image_digests(kube):
+    kube.apply(deployment(image="nginx:1.25"))
+    rows = kube.pod_rows()
+    assert len(rows) == 2 and set(rows.values()) == {("1/1", "Running", "0")}
+    [rs] = kube.get("rs")["items"]
+    for pod in kube.pods():
+        suffix = pod["metadata"]["name"][len(rs["metadata"]["name"]) + 1:]
+        assert pod["metadata"]["name"] == "%s-%s" % (rs["metadata"]["name"], suffix)
+        assert len(suffix) == 5 and set(suffix) <= set(podstatus.NAME_CHARS)
+        assert owned_by(pod, rs) and pod["spec"]["nodeName"] == "node-1"
+        assert pod["metadata"]["labels"] == dict(rs["spec"]["template"]["metadata"]["labels"], app="web")
+        assert pod["metadata"]["labels"]["pod-template-hash"] == rs["metadata"]["labels"]["pod-template-hash"]
+
+    assert "scaled" in kube.run("scale", "deployment/web", "--replicas=3").stdout
+    assert len(kube.pod_rows()) == 3
+    kube.run("scale", "deployment/web", "--replicas=1")
+    assert len(kube.pod_rows()) == 1
+    kube.run("scale", "deployment/web", "--replicas=2")
+    assert len(kube.pod_rows()) == 2 and len(kube.get("rs")["items"]) == 1
+
+    ids = kube.run("get", "pods", "-l", "app=web", "-o",
+                   r"jsonpath={range .items[*]}{.status.containerStatuses[0].imageID}{'\n'}{end}").stdout.split()
+    expected = "docker.io/library/nginx@sha256:" + hashlib.sha256(b"docker.io/library/nginx:1.25").hexdigest()
+    assert ids == [expected, expected] and DIGEST_ID.match(ids[0])
+    images = kube.run("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.containerStatuses[*].image}")
+    assert images.stdout.split() == ["nginx:1.25", "nginx:1.25"]
+
+    waited = kube.run("wait", "--for=condition=Ready", "pod", "-l", "app=web", "--timeout=20s")
+    assert waited.stdout.count("condition met") == 2
+    wide = kube.run("get", "pods", "-l", "app=web", "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[:7] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+    assert all(line.split()[6] == "node-1" for line in wide[1:])
+    running = kube.get("pods", "--field-selector", "status.phase=Running,spec.nodeName=node-1")["items"]
+    assert len(running) == 2 and kube.get("pods", "--field-selector", "status.phase=Pending")["items"] == []
+
+
+def test_a_bad_image_crash_loops_and_undo_leaves_ready_pods_of_the_old_template(kube):
+    kube.apply(deployment(image="nginx:1.25"))
+    old_pods = {pod["metadata"]["name"] for pod in kube.pods()}
+    old_hash = kube.get("rs")["items"][0]["metadata"]["labels"]["pod-template-hash"]
+    kube.run("set", "image", "deployment/web", "web=nginx:bad")
+
+    def crash_looping():
+        rows = {name: row for name, row in kube.pod_rows().items() if name not in old_pods}
+        done = all(row[:2] == ("0/1", "CrashLoopBackOff") and int(row[2]) > 0 for row in rows.values())
+        return len(rows) == 2 and done and rows
+    new_pods = poll(crash_looping, "the new pods to show CrashLoopBackOff with restarts")
+    assert all(kube.pod_rows()[name] == ("1/1", "Running", "0") for name in old_pods)  # the old ones still serve
+    bad = next(pod for pod in kube.pods() if pod["metadata"]["name"] in new_pods)
+    [status] = bad["status"]["containerStatuses"]
+    assert status["state"]["waiting"]["reason"] == "CrashLoopBackOff" and status["ready"] is False
+    assert status["lastState"]["terminated"]["exitCode"] == 1 and status["lastState"]["terminated"]["reason"] == "Error"
+    assert DIGEST_ID.match(status["imageID"])
+    ready = [c for c in bad["status"]["conditions"] if c["type"] == "Ready"]
+    assert ready[0]["status"] == "False" and ready[0]["reason"] == "ContainersNotReady"
+
+    def restarted_again():
+        now = kube.get("pod", bad["metadata"]["name"])["status"]["containerStatuses"][0]["restartCount"]
+        return now > status["restartCount"]
+    poll(restarted_again, "the restart count to grow")
+    # the ReplicaSets and the Deployment count what the pods show
+    replicasets = {rs["metadata"]["labels"]["pod-template-hash"]: rs for rs in kube.get("rs")["items"]}
+    new_rs = [rs for h, rs in replicasets.items() if h != old_hash][0]
+    assert new_rs["status"]["replicas"] == 2 and not new_rs["status"].get("readyReplicas")
+    assert not new_rs["status"].get("availableReplicas")
+    assert replicasets[old_hash]["status"]["readyReplicas"] == 2
+    dep = kube.get("deployment", "web")["status"]
+    assert (dep["replicas"], dep["updatedReplicas"], dep["readyReplicas"], dep["unavailableReplicas"]) == (4, 2, 2, 2)
+
+    failed = kube.run("rollout", "status", "deployment/web", "--timeout=3s", check=False)
+    assert failed.returncode != 0
+    kube.run("rollout", "undo", "deployment/web")
+    assert "successfully rolled out" in kube.run("rollout", "status", "deployment/web", "--timeout=60s").stdout
+    assert {pod["metadata"]["name"] for pod in kube.pods()} == old_pods
+    assert {pod["metadata"]["labels"]["pod-template-hash"] for pod in kube.pods()} == {old_hash}
+    assert set(kube.pod_rows().values()) == {("1/1", "Running", "0")}
+    kube.run("wait", "--for=condition=Ready", "pod", "-l", "app=web", "--timeout=20s")
+
+
+def test_a_deleted_pod_gets_a_replacement(kube):
+    kube.apply(deployment())
+    [rs] = kube.get("rs")["items"]
+    before = {pod["metadata"]["name"] for pod in kube.pods()}
+    victim = sorted(before)[0]
+    assert 'pod "%s" deleted' % victim in kube.run("delete", "pod", victim, "--timeout=60s").stdout
+
+    def replaced():
+        names = {pod["metadata"]["name"] for pod in kube.pods()}
+        return len(names) == 2 and victim not in names and names
+    after = poll(replaced, "a replacement pod")
+    assert len(after - before) == 1 and all(owned_by(pod, rs) for pod in kube.pods())
+    assert kube.get("deployment", "web")["status"]["readyReplicas"] == 2
+    missing = kube.run("get", "pod", victim, check=False)
+    assert missing.returncode != 0 and 'pods "%s" not found' % victim in missing.stderr
+
+
+@pytest.mark.parametrize("kind", ["StatefulSet", "DaemonSet"])
+def test_statefulset_and_daemonset_pods_crash_loop_on_a_bad_image(kube, kind):
+    obj = deployment(image="nginx:1.25", replicas=3)
+    obj["kind"] = kind
+    if kind == "DaemonSet":
+        del obj["spec"]["replicas"]
+    resource = "%s/web" % kind.lower()
+    kube.apply(obj)
+    owner = kube.get(kind.lower(), "web")
+    good = kube.pods()
+    assert all(owned_by(pod, owner) for pod in good) and all(podstatus.is_ready(pod) for pod in good)
+    [revision] = [cr["metadata"]["name"] for cr in kube.get("controllerrevisions")["items"]]
+    # as the real controllers label them: a StatefulSet pod with the revision's name, a DaemonSet pod with its hash
+    if kind == "StatefulSet":
+        assert sorted(pod["metadata"]["name"] for pod in good) == ["web-0", "web-1", "web-2"]
+        assert {pod["metadata"]["labels"]["controller-revision-hash"] for pod in good} == {revision}
+        assert owner["status"]["currentRevision"] == revision
+    else:
+        assert len(good) == 1 and good[0]["metadata"]["name"].startswith("web-")
+        assert "web-" + good[0]["metadata"]["labels"]["controller-revision-hash"] == revision
+    kube.run("rollout", "status", resource, "--timeout=60s")
+
+    kube.run("set", "image", resource, "web=nginx:bad")
+    crashing = poll(lambda: [name for name, row in kube.pod_rows().items() if row[1] == "CrashLoopBackOff"],
+                    "a crash-looping pod")
+    status = kube.get(kind.lower(), "web")["status"]
+    if kind == "StatefulSet":
+        # the rolling update replaced the highest ordinal and stops there: the pod never becomes ready
+        assert crashing == ["web-2"] and len(kube.pods()) == 3
+        assert (status["readyReplicas"], status["updatedReplicas"], status["currentReplicas"]) == (2, 1, 2)
+        assert status["updateRevision"] != status["currentRevision"]
+    else:
+        assert len(crashing) == 1 and len(kube.pods()) == 1
+        assert (status["numberReady"], status["numberAvailable"], status["updatedNumberScheduled"]) == (0, 0, 1)
+    assert status["observedGeneration"] == kube.get(kind.lower(), "web")["metadata"]["generation"]
+    assert kube.run("rollout", "status", resource, "--timeout=3s", check=False).returncode != 0
+
+    kube.run("rollout", "undo", resource)
+    if kind == "StatefulSet":
+        # as on a real cluster (OrderedReady): the undo alone waits for the broken pod forever; deleting it repairs
+        assert kube.pod_rows()["web-2"][1] == "CrashLoopBackOff"
+        assert kube.run("rollout", "status", resource, "--timeout=2s", check=False).returncode != 0
+        kube.run("delete", "pod", "web-2", "--timeout=60s")
+    out = kube.run("rollout", "status", resource, "--timeout=60s").stdout
+    assert "roll out complete" in out or "successfully rolled out" in out, out
+    assert set(kube.pod_rows().values()) == {("1/1", "Running", "0")}
+    assert {c["image"] for pod in kube.pods() for c in pod["spec"]["containers"]} == {"nginx:1.25"}
+
+
+def test_pod_list_json_shape_over_plain_http(kube):
+    """The pod list as a client library reads it: owner uid, digests, conditions; and what the double refuses."""
+    def call(method, path, body=None, content_type="application/json"):
+        request = urllib.request.Request(kube.server.url + path, method=method,
+                                         data=json.dumps(body).encode() if body is not None else None,
+                                         headers={"Content-Type": content_type, "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    code, _dep = call("POST", "/apis/apps/v1/namespaces/default/deployments", deployment(image="nginx:1.25"))
+    assert code == 201
+    code, rs_list = call("GET", "/apis/apps/v1/namespaces/default/replicasets")
+    [rs] = rs_list["items"]
+    code, pod_list = call("GET", "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb")
+    assert code == 200 and pod_list["kind"] == "PodList" and pod_list["apiVersion"] == "v1"
+    assert pod_list["metadata"]["resourceVersion"] and len(pod_list["items"]) == 2
+    for pod in pod_list["items"]:
+        meta, spec, status = pod["metadata"], pod["spec"], pod["status"]
+        assert pod["kind"] == "Pod" and meta["namespace"] == "default" and meta["uid"] and meta["creationTimestamp"]
+        assert meta["generateName"] == rs["metadata"]["name"] + "-"
+        [ref] = meta["ownerReferences"]
+        assert ref == {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs["metadata"]["name"],
+                       "uid": rs["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+        assert spec["containers"] == [{"name": "web", "image": "nginx:1.25"}] and spec["nodeName"] == "node-1"
+        assert status["phase"] == "Running" and re.match(r"^10\.244\.\d+\.\d+$", status["podIP"])
+        assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
+        [container] = status["containerStatuses"]
+        assert DIGEST_ID.match(container["imageID"])
+        assert re.match(r"^containerd://[0-9a-f]{64}$", container["containerID"])
+        shown = (container["name"], container["image"], container["ready"], container["started"])
+        assert shown == ("web", "nginx:1.25", True, True)
+        assert container["restartCount"] == 0 and "startedAt" in container["state"]["running"]
+    name = pod_list["items"][0]["metadata"]["name"]
+    code, one = call("GET", "/api/v1/namespaces/default/pods?fieldSelector=metadata.name%3D" + name)
+    assert [p["metadata"]["name"] for p in one["items"]] == [name]
+    code, bad = call("GET", "/api/v1/namespaces/default/pods?fieldSelector=spec.nosuch%3Dx")
+    assert code == 400 and bad["kind"] == "Status"
+
+    # only the controller makes pods (README); labels may change, the spec may not
+    mine = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "mine"},
+            "spec": {"containers": [{"name": "a", "image": "b"}]}}
+    code, refused = call("POST", "/api/v1/namespaces/default/pods", mine)
+    assert code == 405 and refused["reason"] == "MethodNotAllowed"
+    code, labelled = call("PATCH", "/api/v1/namespaces/default/pods/" + name, {"metadata": {"labels": {"extra": "1"}}},
+                          "application/merge-patch+json")
+    assert code == 200 and labelled["metadata"]["labels"]["extra"] == "1" and labelled["status"]["phase"] == "Running"
+    other_image = {"spec": {"containers": [{"name": "web", "image": "nginx:2"}]}}
+    code, immutable = call("PATCH", "/api/v1/namespaces/default/pods/" + name, other_image,
+                           "application/merge-patch+json")
+    assert code == 422 and immutable["reason"] == "Invalid"
+    code, discovery = call("GET", "/api/v1")
+    [entry] = [r for r in discovery["resources"] if r["name"] == "pods"]
+    assert "create" not in entry["verbs"] and "delete" in entry["verbs"]
+
+
+def test_image_ids_are_normalized_like_a_runtime_reports_them():
+    sha = podstatus.image_id
+    assert sha("nginx") == sha("nginx:latest") == sha("docker.io/library/nginx:latest") == sha("index.docker.io/nginx")
+    assert sha("nginx:1.25") != sha("nginx:1.26") and sha("nginx:1.25").startswith("docker.io/library/nginx@sha256:")
+    assert sha("bitnami/nginx:1").startswith("docker.io/bitnami/nginx@sha256:")
+    assert sha("ghcr.io/org/app:2").startswith("ghcr.io/org/app@sha256:")
+    assert sha("localhost:5000/app:2").startswith("localhost:5000/app@sha256:")
+    assert sha("registry:5000/team/app").startswith("registry:5000/team/app@sha256:")
+    digest = "sha256:" + "ab" * 32
+    assert sha("nginx:1.25@" + digest) == sha("nginx@" + digest) == "docker.io/library/nginx@" + digest
 
 
 # --- the double's patch kinds on their own (what kubectl sends, checked above, and a few directives more) -------

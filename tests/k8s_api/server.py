@@ -6,15 +6,17 @@ against it:
   (kubectl asks for aggregated discovery first and falls back), and a minimal /openapi/v3 that only tells kubectl
   the server takes fieldValidation (without it, kubectl apply refuses to validate: "failed to download openapi");
   /openapi/v2 is 404 and kubectl builds its patches from its compiled-in types;
-- get, list (labelSelector, fieldSelector on metadata.name / metadata.namespace), watch, create, replace, delete,
-  patch (JSON, merge and simplified strategic merge, see patch.py) and server-side dry-run, for apps/v1
-  Deployments, ReplicaSets, StatefulSets, DaemonSets, ControllerRevisions and core v1 ConfigMaps, Secrets, Pods and
-  Namespaces; the scale and status subresources;
+- get, list (labelSelector, fieldSelector on metadata.name / metadata.namespace, and the pods' own fields such as
+  status.phase), watch, create, replace, delete, patch (JSON, merge and simplified strategic merge, see patch.py) and
+  server-side dry-run, for apps/v1 Deployments, ReplicaSets, StatefulSets, DaemonSets, ControllerRevisions and core
+  v1 ConfigMaps, Secrets, Pods and Namespaces; the scale and status subresources. Pods are made by the controller only
+  (a create is refused with 405; their spec cannot be changed);
 - kubectl's typed commands send protobuf bodies: protobuf.py reads those of ConfigMaps, Secrets, Namespaces, Deployments;
   answers are always JSON; reads and watches answer meta.k8s.io Tables when asked, as kubectl get does.
-There is no admission, no real validation beyond a few checks, no pods and no authentication. A simulated deployment
-controller (controller.py) makes ReplicaSets, revisions and status. tests/integration/test_k8s_api_fake.py has the
-real kubectl judge the double.
+There is no admission, no real validation beyond a few checks, no nodes (one imaginary one, node-1) and no
+authentication. A simulated controller (controller.py) makes ReplicaSets, revisions, pods and status; pods.py is
+what the node's kubelet would report of the pods. tests/integration/test_k8s_api_fake.py has the real kubectl judge
+the double.
 
 Use: fixture.start_server(), or `python -m tests.k8s_api.server` to run one by hand.
 """
@@ -41,7 +43,8 @@ RESOURCES = {
     "namespaces": ("", "v1", "Namespace", False, ["ns"], ["create", "delete", "get", "list", "patch", "update", "watch"]),
     "configmaps": ("", "v1", "ConfigMap", True, ["cm"], ALL_VERBS),
     "secrets": ("", "v1", "Secret", True, [], ALL_VERBS),
-    "pods": ("", "v1", "Pod", True, ["po"], ALL_VERBS),
+    # pods are made by the controller only: no create (a POST is refused with 405)
+    "pods": ("", "v1", "Pod", True, ["po"], ["delete", "get", "list", "patch", "update", "watch"]),
     "deployments": ("apps", "v1", "Deployment", True, ["deploy"], ALL_VERBS),
     "replicasets": ("apps", "v1", "ReplicaSet", True, ["rs"], ALL_VERBS),
     "statefulsets": ("apps", "v1", "StatefulSet", True, ["sts"], ALL_VERBS),
@@ -51,6 +54,9 @@ RESOURCES = {
 FIXED_NAMESPACES = ("default", "kube-system", "kube-public", "prod", "staging")
 WORKLOADS = ("deployments", "statefulsets", "daemonsets")
 SCALABLE = ("deployments", "replicasets", "statefulsets")
+# fields a fieldSelector may name besides metadata.name and metadata.namespace (the real API's list for pods)
+SELECTABLE_FIELDS = {"pods": ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+                              "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName")}
 
 
 def store_key(plural):
@@ -113,21 +119,30 @@ def parse_label_selector(text):
     return lambda labels: all(check(labels or {}) for check in checks)
 
 
-def parse_field_selector(text):
-    """metadata.name and metadata.namespace with = / == / !=."""
+def _field(obj, path):
+    """The value of a dotted field as a field selector compares it: a string, "" when missing."""
+    for key in path.split("."):
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    if isinstance(obj, bool):
+        return "true" if obj else "false"
+    return "" if obj is None else str(obj)
+
+
+def parse_field_selector(text, plural=None):
+    """metadata.name, metadata.namespace (pods: and SELECTABLE_FIELDS) with = / == / != -> a predicate on an object."""
+    fields = ("metadata.name", "metadata.namespace") + SELECTABLE_FIELDS.get(plural, ())
     checks = []
     for req in _split_top(text or ""):
-        match = re.match(r"^(metadata\.name|metadata\.namespace)\s*(==|=|!=)\s*(.*)$", req)
-        if not match:
-            raise ApiError(400, "BadRequest", '"%s" is not a known field selector: only "metadata.name", '
-                           '"metadata.namespace"' % req.split("=")[0].rstrip("!"))
+        match = re.match(r"^([\w.]+)\s*(==|=|!=)\s*(.*)$", req)
+        if not match or match.group(1) not in fields:
+            raise ApiError(400, "BadRequest", '"%s" is not a known field selector: only %s' % (
+                req.split("=")[0].rstrip("!"), ", ".join('"%s"' % f for f in fields)))
         field, op, value = match.groups()
-        attr = field.split(".")[1]
         if op == "!=":
-            checks.append(lambda meta, a=attr, v=value: meta.get(a) != v)
+            checks.append(lambda obj, f=field, v=value: _field(obj, f) != v)
         else:
-            checks.append(lambda meta, a=attr, v=value: meta.get(a) == v)
-    return lambda meta: all(check(meta) for check in checks)
+            checks.append(lambda obj, f=field, v=value: _field(obj, f) == v)
+    return lambda obj: all(check(obj) for check in checks)
 
 
 # --- tables (kubectl get asks for them) ------------------------------------------------------------------------
@@ -151,9 +166,46 @@ def _spec(obj):
     return obj.get("spec") or {}
 
 
+def pod_cells(pod):
+    """READY, STATUS, RESTARTS as the API server prints a pod (kubernetes/pkg/printers/internalversion printPod)."""
+    status = _status(pod)
+    reason = status.get("reason") or status.get("phase") or "Pending"
+    restarts, ready, last_restart = 0, 0, ""
+    for container in reversed(status.get("containerStatuses") or []):
+        restarts += container.get("restartCount", 0)
+        last_restart = max(last_restart, ((container.get("lastState") or {}).get("terminated") or {}).get("finishedAt")
+                           or "")
+        state = container.get("state") or {}
+        if (state.get("waiting") or {}).get("reason"):
+            reason = state["waiting"]["reason"]
+        elif (state.get("terminated") or {}).get("reason"):
+            reason = state["terminated"]["reason"]
+        elif "terminated" in state:
+            reason = "ExitCode:%d" % state["terminated"].get("exitCode", 0)
+        elif container.get("ready") and "running" in state:
+            ready += 1
+    shown = "%d (%s ago)" % (restarts, _age(last_restart)) if restarts and last_restart else str(restarts)
+    return "%d/%d" % (ready, len(_spec(pod).get("containers") or [])), reason, shown
+
+
 def _columns(plural):
-    """(title, cell function) of the columns kubectl get shows after NAME (AGE comes last)."""
+    """(title, cell function[, priority]) of the columns kubectl get shows after NAME. AGE comes after those of
+    priority 0; those of priority 1 are kubectl get -o wide's."""
     status, spec = _status, _spec
+    if plural == "pods":
+        return [("Ready", lambda o: pod_cells(o)[0]), ("Status", lambda o: pod_cells(o)[1]),
+                ("Restarts", lambda o: pod_cells(o)[2]), ("IP", lambda o: status(o).get("podIP") or "<none>", 1),
+                ("Node", lambda o: spec(o).get("nodeName") or "<none>", 1),
+                ("Nominated Node", lambda o: status(o).get("nominatedNodeName") or "<none>", 1),
+                ("Readiness Gates", lambda o: "<none>", 1)]
+    if plural == "daemonsets":
+        return [("Desired", lambda o: status(o).get("desiredNumberScheduled", 0)),
+                ("Current", lambda o: status(o).get("currentNumberScheduled", 0)),
+                ("Ready", lambda o: status(o).get("numberReady", 0)),
+                ("Up-to-date", lambda o: status(o).get("updatedNumberScheduled", 0)),
+                ("Available", lambda o: status(o).get("numberAvailable", 0)),
+                ("Node Selector", lambda o: ",".join("%s=%s" % kv for kv in sorted(
+                    ((spec(o).get("template") or {}).get("spec") or {}).get("nodeSelector", {}).items())) or "<none>")]
     if plural == "deployments":
         return [("Ready", lambda o: "%d/%d" % (status(o).get("readyReplicas", 0), spec(o).get("replicas", 1))),
                 ("Up-to-date", lambda o: status(o).get("updatedReplicas", 0)),
@@ -173,13 +225,13 @@ def _columns(plural):
 
 
 def to_table(plural, objects, rv):
-    columns = _columns(plural)
+    columns = [column + (0,) * (3 - len(column)) for column in _columns(plural)]
+    age = ("Age", lambda o: _age(o["metadata"].get("creationTimestamp")), 0)
+    columns = [c for c in columns if not c[2]] + [age] + [c for c in columns if c[2]]
     definitions = [{"name": "Name", "type": "string", "format": "name", "description": "Name of the object", "priority": 0}]
-    for title in [column[0] for column in columns]:
-        definitions.append({"name": title, "type": "string", "format": "", "description": title, "priority": 0})
-    definitions.append({"name": "Age", "type": "string", "format": "", "description": "Time since creation", "priority": 0})
-    rows = [{"cells": [o["metadata"]["name"]] + [column[1](o) for column in columns] + [_age(o["metadata"].get("creationTimestamp"))],
-             "object": o} for o in objects]
+    for title, _cell, priority in columns:
+        definitions.append({"name": title, "type": "string", "format": "", "description": title, "priority": priority})
+    rows = [{"cells": [o["metadata"]["name"]] + [column[1](o) for column in columns], "object": o} for o in objects]
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv},
             "columnDefinitions": definitions, "rows": rows}
 
@@ -444,10 +496,10 @@ class Handler(BaseHTTPRequestHandler):
             entry = {"name": plural, "singularName": kind.lower(), "namespaced": namespaced, "kind": kind, "verbs": verbs}
             if short:
                 entry["shortNames"] = short
-            if plural in WORKLOADS:
+            if plural in WORKLOADS or plural == "pods":
                 entry["categories"] = ["all"]
             resources.append(entry)
-            if plural in WORKLOADS or plural == "replicasets":
+            if plural in WORKLOADS or plural in ("replicasets", "pods"):
                 resources.append({"name": plural + "/status", "singularName": "", "namespaced": True, "kind": kind,
                                   "verbs": ["get", "patch", "update"]})
             if plural in SCALABLE:
@@ -541,7 +593,10 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(400, "BadRequest", "the DeleteOptions in the body are not JSON") from None
             if "All" in (options.get("dryRun") or []):  # kubectl delete --dry-run=server says it in DeleteOptions
                 dry_run = True
-            obj = self.server.store.delete(key, namespace, name, dry_run=dry_run)
+            with self.server.store.lock:
+                obj = self.server.store.delete(key, namespace, name, dry_run=dry_run)
+                if not dry_run:
+                    self.server.controller.deleted(obj)
             group = RESOURCES[plural][0]
             self._send(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                              "details": {"name": name, "group": group, "kind": plural, "uid": obj["metadata"]["uid"]}})
@@ -578,8 +633,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _matching(self, plural, namespace, query):
         labels = parse_label_selector(query.get("labelSelector"))
-        fields = parse_field_selector(query.get("fieldSelector"))
-        return lambda obj: labels(obj["metadata"].get("labels")) and fields(obj["metadata"])
+        fields = parse_field_selector(query.get("fieldSelector"), plural)
+        return lambda obj: labels(obj["metadata"].get("labels")) and fields(obj)
 
     def _list(self, plural, namespace, query):
         match = self._matching(plural, namespace, query)
@@ -598,6 +653,8 @@ class Handler(BaseHTTPRequestHandler):
                            {"name": namespace, "kind": "namespaces"})
 
     def _create(self, plural, namespace, obj, dry_run):
+        if "create" not in RESOURCES[plural][5]:  # pods: only the controller makes them
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         if RESOURCES[plural][3] and namespace is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         meta = obj.setdefault("metadata", {})
@@ -632,8 +689,14 @@ class Handler(BaseHTTPRequestHandler):
                 raise self._not_found(plural, name)
             if sub == "status":
                 obj = dict(current, status=obj.get("status"))
-            elif plural in WORKLOADS:
+            elif plural in WORKLOADS or plural == "pods":
                 obj["status"] = current.get("status")
+            if plural == "pods" and obj.get("spec") != current.get("spec"):
+                # the real API lets a few fields change (images, tolerations, ...); the double none
+                raise ApiError(422, "Invalid", 'Pod "%s" is invalid: spec: Forbidden: pod updates may not change '
+                               "fields (the test double allows none to change)" % name,
+                               {"name": name, "kind": "Pod", "causes": [{"reason": "FieldValueForbidden",
+                                                                         "field": "spec"}]})
             default(plural, obj)
             validate(plural, obj)
             updated = self.server.store.update(key, namespace, obj, dry_run=dry_run, check_rv=check_rv)

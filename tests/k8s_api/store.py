@@ -8,6 +8,10 @@ import threading
 import uuid
 
 
+# Kinds whose objects have a spec but no metadata.generation in Kubernetes 1.32 (pods got one in 1.33).
+NO_GENERATION = ("pods",)
+
+
 def now_rfc3339():
     """The current UTC time, to the second, as the API writes timestamps."""
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -76,7 +80,7 @@ class Store:
             meta["creationTimestamp"] = now_rfc3339()
             if namespace is not None:
                 meta["namespace"] = namespace
-            if "spec" in obj:
+            if "spec" in obj and resource not in NO_GENERATION:
                 meta["generation"] = 1
             if dry_run:
                 meta.pop("resourceVersion", None)

@@ -11,6 +11,7 @@ retried with backoff on throttling and server errors; a failure carries the serv
 from __future__ import annotations
 
 import json
+import os
 import time
 from urllib.parse import quote, urlencode
 
@@ -59,6 +60,26 @@ def _contexts(kubeconfig):
     except (ConfigException, OSError, TypeError, ValueError):
         return [], None
     return sorted(c["name"] for c in contexts or []), (active or {}).get("name")
+
+
+# Where each option is read from when not given: the variables kubernetes.core reads, which AWX's "OpenShift or
+# Kubernetes API Bearer Token" credential sets.
+ENVIRONMENT = {"kubeconfig": "K8S_AUTH_KUBECONFIG", "context": "K8S_AUTH_CONTEXT", "host": "K8S_AUTH_HOST",
+               "api_key": "K8S_AUTH_API_KEY", "validate_certs": "K8S_AUTH_VERIFY_SSL",
+               "ca_cert": "K8S_AUTH_SSL_CA_CERT", "namespace": "K8S_AUTH_NAMESPACE"}
+
+
+def with_environment(options, environ=None):
+    """The options with each one not given read from its K8S_AUTH_* variable."""
+    environ = os.environ if environ is None else environ
+    out = dict(options)
+    for name, variable in ENVIRONMENT.items():
+        if out.get(name) in (None, "") and environ.get(variable):
+            value = environ[variable]
+            if name == "validate_certs":
+                value = value.strip().lower() not in ("0", "false", "no", "off")
+            out[name] = value
+    return out
 
 
 def _configuration(options, api_key):
@@ -195,7 +216,8 @@ def _reason(err):
 def connect(options, api_key=None, check=True, sleep=time.sleep):
     """A Cluster from the connection options (see k8s_options); `check` refuses a missing namespace at once."""
     require()
-    configuration, namespace, label = _configuration(options, api_key or options.get("api_key"))
+    options = with_environment(dict(options, api_key=api_key or options.get("api_key")))
+    configuration, namespace, label = _configuration(options, options.get("api_key"))
     cluster = Cluster(_client.ApiClient(configuration=configuration), namespace, label, sleep=sleep)
     if check:
         cluster.check_namespace()

@@ -286,12 +286,17 @@ def _condition(status, kind):
     return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
 
 
+def observed(workload):
+    """Whether the controller has seen the workload's latest spec."""
+    return _int((workload.get("status") or {}).get("observedGeneration")) >= _int(workload["metadata"].get("generation"))
+
+
 def rollout_state(workload):
     """(state, message): state is "done", "progressing" or "failed", judged as `kubectl rollout status` does."""
     kind, meta, spec = workload["kind"], workload["metadata"], workload.get("spec") or {}
     status = workload.get("status") or {}
     name = "%s/%s" % (kind.lower(), meta["name"])
-    if _int(status.get("observedGeneration")) < _int(meta.get("generation")):
+    if not observed(workload):
         return "progressing", "%s: waiting for the controller to observe generation %s" % (name, meta.get("generation"))
     if kind == "Deployment":
         progressing = _condition(status, "Progressing")
@@ -341,7 +346,7 @@ def wait_rollouts(cluster, workloads, timeout, clock=time.monotonic, sleep=time.
         for key in list(pending):
             obj = read(cluster, key[0], key[1])
             state, message = rollout_state(obj)
-            if settled and state != "done" and not message.endswith("generation %s" % obj["metadata"].get("generation")):
+            if settled and observed(obj):
                 state = "done"
             if state == "failed":
                 raise RollbackError(message, workload="%s/%s" % key, rollout="failed")
