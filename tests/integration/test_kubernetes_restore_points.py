@@ -67,6 +67,10 @@ def test_capture_break_restore_with_pruned_history(app, one_host, playbook):
     record = manifest["components"]["kubernetes"]
     assert [(w["kind"], w["name"]) for w in record["workloads"]] == [("Deployment", "web"), ("StatefulSet", "db")]
     assert record["workloads"][0]["images"] == {"app": "nginx:1.25"} and record["workloads"][0]["replicas"] == 2
+    # The digest every pod of the current revision runs (imageID in the pods' status).
+    pod_digests = {status["imageID"].split("://", 1)[-1] for pod in app.get("pods", "-l", "app=web")["items"]
+                   for status in pod["status"]["containerStatuses"]}
+    assert len(pod_digests) == 1 and record["workloads"][0]["digests"] == {"app": pod_digests.pop()}
     assert record["configmaps"] == [{"name": "web-config", "data": {"mode": "good", "workers": "4"}, "binaryData": {},
                                      "immutable": False}]
     assert [sorted(s) for s in record["secrets"]] == [["hash", "name", "salt", "type"]]
