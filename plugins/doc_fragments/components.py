@@ -313,7 +313,8 @@ options:
           kubeconfig:
             description:
               - 'Path of the kubeconfig file. Default: E(KUBECONFIG), then C(~/.kube/config), as kubectl reads it.'
-              - Not needed with O(components.kubernetes.host) (and O(api_key) when the server asks for a token).
+              - Not needed with O(components.kubernetes.host) (and O(kubernetes_api_key) when the server asks for
+                a token).
               - Read from E(K8S_AUTH_KUBECONFIG) when not given.
             type: path
           context:

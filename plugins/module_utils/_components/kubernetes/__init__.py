@@ -13,8 +13,20 @@ SUMMARY = ("Deployments, StatefulSets and DaemonSets of one namespace: the pod t
            "ConfigMaps they read by content and the Secrets by salted hash; a restore patches the recorded template "
            "back (ConfigMaps first) and waits for the rollout")
 
-# A point never stores a token: the connection options less api_key (given at restore as kubernetes_api_key).
-OPTIONS = {name: dict(option) for name, option in CONNECTION_OPTIONS.items() if name not in SECRET_CONNECTION_OPTIONS}
+
+
+def _connection_options():
+    """The connection options less api_key: a point never stores a token (it is given at run time as
+    kubernetes_api_key, which the descriptions then name)."""
+    out = {}
+    for name, option in CONNECTION_OPTIONS.items():
+        if name not in SECRET_CONNECTION_OPTIONS:
+            out[name] = dict(option, description=[text.replace("O(api_key)", "O(kubernetes_api_key)")
+                                                  for text in option["description"]])
+    return out
+
+
+OPTIONS = _connection_options()
 OPTIONS.update(
     workloads=dict(type="list", elements="raw", required=True, description=[
         "The workloads captured: each a dict with C(kind) (C(Deployment) by default, C(StatefulSet), C(DaemonSet) "
