@@ -14,7 +14,6 @@ SUMMARY = ("Deployments, StatefulSets and DaemonSets of one namespace: the pod t
            "back (ConfigMaps first) and waits for the rollout")
 
 
-
 def _connection_options():
     """The connection options less api_key: a point never stores a token (it is given at run time as
     kubernetes_api_key, which the descriptions then name)."""
