@@ -13,7 +13,7 @@ options:
     description:
       - 'With O(state=present), what to capture: one entry per component, each with its own options.'
       - 'Restores apply the components a point holds in this order: migrations, database, packages, config, release,
-        images; a failed restore re-applies the safety point in the reverse order.'
+        images, kubernetes; a failed restore re-applies the safety point in the reverse order.'
     type: dict
     suboptions:
       migrations:
@@ -303,11 +303,105 @@ options:
               - Seconds to wait for the recreated containers to run (and be healthy, with a HEALTHCHECK).
             type: float
             default: 120.0
+      kubernetes:
+        description:
+          - 'Deployments, StatefulSets and DaemonSets of one namespace: the pod template, replicas and revision,
+            the ConfigMaps they read by content and the Secrets by salted hash; a restore patches the recorded template
+            back (ConfigMaps first) and waits for the rollout.'
+        type: dict
+        suboptions:
+          kubeconfig:
+            description:
+              - 'Path of the kubeconfig file. Default: E(KUBECONFIG), then C(~/.kube/config), as kubectl reads it.'
+              - Not needed with O(components.kubernetes.host) (and O(kubernetes_api_key) when the server asks for
+                a token).
+              - Read from E(K8S_AUTH_KUBECONFIG) when not given.
+            type: path
+          context:
+            description:
+              - 'The kubeconfig context to use. Default: the file''s C(current-context). A context the file does
+                not have is refused with the list of those it has.'
+              - Read from E(K8S_AUTH_CONTEXT) when not given.
+            type: str
+          host:
+            description:
+              - URL of the API server, for example C(https://127.0.0.1:6443). With a kubeconfig it replaces the
+                context's server; without one, it is the whole connection.
+              - Read from E(K8S_AUTH_HOST) when not given.
+            type: str
+          validate_certs:
+            description:
+              - 'Whether the server''s TLS certificate is checked. Default: the kubeconfig''s setting, else C(true).'
+              - Read from E(K8S_AUTH_VERIFY_SSL) when not given.
+            type: bool
+            aliases:
+              - verify_ssl
+          ca_cert:
+            description:
+              - 'Path of the CA bundle that signed the server''s certificate. Default: the kubeconfig''s.'
+              - Read from E(K8S_AUTH_SSL_CA_CERT) when not given.
+            type: path
+            aliases:
+              - ssl_ca_cert
+          namespace:
+            description:
+              - 'The namespace of the workloads. Default: the context''s namespace, else C(default). A namespace
+                the cluster does not have is refused before anything is read or changed.'
+              - Read from E(K8S_AUTH_NAMESPACE) when not given.
+            type: str
+          workloads:
+            description:
+              - 'The workloads captured: each a dict with C(kind) (C(Deployment) by default, C(StatefulSet), C(DaemonSet)
+                or kubectl''s short names C(deploy), C(sts), C(ds)) and exactly one of C(name) or C(selector) (a
+                label selector in kubectl''s syntax, such as C(app=web,tier!=cache)), or a string C(deployment/web),
+                C(sts/db) or C(web) (a Deployment).'
+              - A selector that matches nothing is refused when the point is captured.
+            type: list
+            elements: raw
+            required: true
+          configmaps:
+            description:
+              - Whether the ConfigMaps the pod templates reference are captured by content and restored, before
+                the workloads. An immutable ConfigMap whose data differs from the point is refused, naming it.
+            type: bool
+            default: true
+          secrets:
+            description:
+              - 'What is done with the Secrets the pod templates reference. Their values are never stored: a point
+                holds each one''s name, type and a salted sha256 of its data only, so no Secret value can leak from
+                a store, a result, a diff or a journal. Restoring Secrets is a separate, explicit step with your
+                secret manager.'
+              - 'C(report): a Secret whose data changed since the capture is reported in the plan and a warning;
+                C(verify): the restore is refused before anything changes; C(ignore): Secrets are not looked at.'
+            type: str
+            default: report
+            choices:
+              - report
+              - verify
+              - ignore
+          replicas:
+            description:
+              - Whether the recorded C(spec.replicas) is restored. Set C(false) when a HorizontalPodAutoscaler owns
+                the replica count.
+            type: bool
+            default: true
+          wait_timeout:
+            description:
+              - Seconds to wait for each restored rollout to complete (observed generation, every replica updated,
+                ready and available). A rollout that reports C(ProgressDeadlineExceeded) or misses this deadline
+                fails the restore, and the safety point is re-applied.
+            type: float
+            default: 300.0
   database_password:
     description:
       - 'With O(state=restored), the password of the O(components.database.login_user) that restores the database
         component, for this run only: points never store passwords.'
       - Without it, the usual libpq sources on the host apply (E(PGPASSWORD), E(PGPASSFILE), C(~/.pgpass)) or a
         unix socket with peer authentication.
+    type: str
+  kubernetes_api_key:
+    description:
+      - 'With O(state=restored) or a capture, the bearer token for the kubernetes component''s API server, for this
+        run only: points never store tokens. Without it, the kubeconfig''s credentials apply.'
     type: str
 """

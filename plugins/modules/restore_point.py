@@ -52,7 +52,7 @@ options:
       - A name the point does not hold is refused before anything changes.
     type: list
     elements: str
-    choices: [migrations, database, packages, config, release, images]
+    choices: [migrations, database, packages, config, release, images, kubernetes]
   select:
     description:
       - With O(state=restored), a partial rollback inside components, a dict of component name to the list of items

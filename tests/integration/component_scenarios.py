@@ -170,6 +170,30 @@ class ImagesScenario:
         return tags, containers
 
 
+class KubernetesScenario:
+    """The Kubernetes API test double, judged by kubectl: a Deployment reading a ConfigMap, then a deploy of a new
+    image and a changed ConfigMap."""
+
+    def __init__(self, request, tmp_path):
+        import kube_env  # pylint: disable=import-outside-toplevel
+        self.kube = request.getfixturevalue("kube")
+        self.deployment = kube_env.deployment("web", "nginx:1.25", configmap="web-config", revisionHistoryLimit=1)
+
+    def prepare(self):
+        self.kube.configmap("web-config", mode="good")
+        self.kube.apply(self.deployment)
+        return {"kubeconfig": self.kube.config, "workloads": ["deployment/web"], "wait_timeout": 60}
+
+    def change(self):
+        self.kube.run("set", "image", "deployment/web", "app=nginx:1.26")
+        self.kube.run("patch", "configmap", "web-config", "-p", '{"data": {"mode": "bad", "extra": "1"}}')
+
+    def state(self):
+        deployment = self.kube.get("deployment", "web")
+        return (deployment["spec"]["template"], deployment["spec"]["replicas"],
+                self.kube.get("configmap", "web-config").get("data"))
+
+
 SCENARIOS = {
     "config": ConfigScenario,
     "release": ReleaseScenario,
@@ -177,4 +201,5 @@ SCENARIOS = {
     "packages": PackagesScenario,
     "database": DatabaseScenario,
     "images": ImagesScenario,
+    "kubernetes": KubernetesScenario,
 }

@@ -8,9 +8,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from playbook_runner import local_inventory, run_playbook  # noqa: E402
 # A PostgreSQL cluster started by the suite itself (one per xdist worker), for any test that asks for it.
 from postgres import fixtures as pg_fixtures  # noqa: E402
+# The Kubernetes API test double (tests/k8s_api) and the real kubectl pointed at it.
+from kube_env import Kube  # noqa: E402
+from tests.k8s_api.fixture import k8s_api  # noqa: E402,F401  pylint: disable=unused-import
 
 pg_cluster = pg_fixtures.pg_cluster
 pg_database = pg_fixtures.pg_database
+
+
+@pytest.fixture
+def kube(k8s_api, tmp_path):  # pylint: disable=redefined-outer-name
+    """kubectl against a fresh Kubernetes API test double (context fake, namespace default)."""
+    return Kube(k8s_api, tmp_path)
 
 
 @pytest.fixture

@@ -19,12 +19,12 @@ from collections.abc import Mapping
 
 from ansible_collections.fleetops.rollback.plugins.module_utils._common import RollbackError
 from ansible_collections.fleetops.rollback.plugins.module_utils._components import (
-    config, database, images, migrations, packages, release)
+    config, database, images, kubernetes, migrations, packages, release)
 from ansible_collections.fleetops.rollback.plugins.module_utils._components.base import argument_spec
 
 # Restores apply components in this order; a safety revert runs it backwards. Registering a component is one line
 # here; its package holds the rest.
-REGISTRY = (migrations, database, packages, config, release, images)
+REGISTRY = (migrations, database, packages, config, release, images, kubernetes)
 ORDER = tuple(declaration.NAME for declaration in REGISTRY)
 DECLARATIONS = {declaration.NAME: declaration for declaration in REGISTRY}
 

@@ -83,6 +83,9 @@ class Component:
     def __init__(self, runtime=None):
         # Values for this call only (a password given at restore): never stored, gone with the instance.
         self.runtime = dict(runtime or {})
+        # What the last plan() found worth telling but not a reason to refuse (a Secret changed since the point):
+        # restore() passes them on as the result's warnings.
+        self.warnings = []
 
     # ---------------------------------------------------------------- spec
     @property

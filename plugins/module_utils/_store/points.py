@@ -333,6 +333,9 @@ def restore(store, ref="known_good", names=None, select=None, check=False, diff=
         "safety_point": None,
         "plan": {name: {"changed": bool(c), "changes": c} for name, c in changes.items()},
     }
+    warnings = [w for name in records for w in getattr(parts[name], "warnings", None) or []]
+    if warnings:
+        result["warnings"] = warnings
     interrupted = store.in_progress() if store.exists() else None
     if interrupted:
         result["interrupted_rollback"] = interrupted

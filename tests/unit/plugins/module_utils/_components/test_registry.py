@@ -29,7 +29,7 @@ def module_doc(name):
 
 
 def test_the_restore_order_is_the_order_of_registration():
-    assert ORDER == ["migrations", "database", "packages", "config", "release", "images"]
+    assert ORDER == ["migrations", "database", "packages", "config", "release", "images", "kubernetes"]
     assert list(_components.DECLARATIONS) == ORDER
 
 
