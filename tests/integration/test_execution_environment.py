@@ -80,7 +80,7 @@ def test_definition_is_ansible_builder_v3_with_the_project_pins(definition):
     assert runner and runner.group(1) == constraints["ansible-runner"]
     # The modules' Python packages, at the versions the tests ran.
     ee_pins = pins(os.path.join(ROOT, deps["python"]))
-    assert set(ee_pins) == {"psycopg2-binary", "docker"}
+    assert set(ee_pins) == {"psycopg2-binary", "docker", "kubernetes"}
     assert all(constraints[name] == version for name, version in ee_pins.items())
 
 
