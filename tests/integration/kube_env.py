@@ -38,10 +38,10 @@ def deployment(name="web", image="nginx:1.25", labels=None, configmap=None, secr
 class Kube:
     """kubectl against one running double, with a kubeconfig of its own (context `fake`, namespace `default`)."""
 
-    def __init__(self, server, tmp_path, namespace="default"):
+    def __init__(self, server, tmp_path, namespace="default", context="fake"):
         self.server = server
         self.tmp_path = tmp_path
-        self.config = server.write_kubeconfig(tmp_path / "kubeconfig", namespace=namespace, context="fake")
+        self.config = server.write_kubeconfig(tmp_path / "kubeconfig", namespace=namespace, context=context)
 
     def run(self, *args, check=True, stdin=None, timeout=120):
         argv = [KUBECTL, "--kubeconfig", self.config, "--cache-dir", str(self.tmp_path / "kube-cache")] + list(args)

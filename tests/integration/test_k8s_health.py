@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -19,6 +18,7 @@ if ROOT not in sys.path:
 
 from tests.faults.harness import finish, run_module, start_module, wait_for  # noqa: E402
 from tests.k8s_api.fixture import start_server  # noqa: E402
+from kube_env import Kube  # noqa: E402  pylint: disable=wrong-import-position
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 pytestmark = pytest.mark.skipif(not os.path.exists(KUBECTL), reason="needs the real kubectl")
@@ -36,26 +36,16 @@ def workload(kind, name, image="nginx:v1", **spec):
     return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "labels": {"app": name}}, "spec": body}
 
 
-class Cluster:
+class Cluster(Kube):
     """The double, a kubeconfig for its namespace prod, kubectl, and every module run's output (for the token)."""
 
     def __init__(self, server, tmp_path):
-        self.server = server
-        self.tmp_path = tmp_path
-        self.kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", namespace="prod", context="prod")
+        super().__init__(server, tmp_path, namespace="prod", context="prod")
+        self.kubeconfig = self.config
         self.outputs = []
 
     def kubectl(self, *args, check=True):
-        argv = [KUBECTL, "--kubeconfig", self.kubeconfig, "--cache-dir", str(self.tmp_path / "kube-cache")] + list(args)
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-        if check:
-            assert proc.returncode == 0, (argv, proc.stdout, proc.stderr)
-        return proc
-
-    def apply(self, obj):
-        path = self.tmp_path / ("%s-%d.json" % (obj["metadata"]["name"], len(os.listdir(self.tmp_path))))
-        path.write_text(json.dumps(obj))
-        self.kubectl("apply", "-f", str(path))
+        return self.run(*args, check=check)
 
     def check(self, **keys):
         base = {"type": "k8s_rollout", "kubeconfig": self.kubeconfig, "api_key": TOKEN}

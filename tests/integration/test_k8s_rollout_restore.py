@@ -6,7 +6,6 @@ real ansible-playbook; waits go through the module's own deadline or `kubectl ro
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -21,6 +20,7 @@ from ansible_collections.fleetops.rollback.plugins.module_utils._backends.k8s_wo
     normal_template)  # pylint: disable=wrong-import-position
 from tests.faults.harness import run_module  # noqa: E402  pylint: disable=wrong-import-position
 from tests.k8s_api.fixture import start_server  # noqa: E402  pylint: disable=wrong-import-position
+from kube_env import Kube as KubeBase  # noqa: E402  pylint: disable=wrong-import-position
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 pytestmark = pytest.mark.skipif(not os.path.exists(KUBECTL), reason="needs the real kubectl")
@@ -44,28 +44,8 @@ def workload(kind="Deployment", name="web", image="nginx:v1", labels=None, annot
     return {"apiVersion": "apps/v1", "kind": kind, "metadata": meta, "spec": body}
 
 
-class Kube:
+class Kube(KubeBase):
     """One test double with kubectl and our module pointed at it."""
-
-    def __init__(self, server, tmp_path):
-        self.server = server
-        self.tmp_path = tmp_path
-        self.config = server.write_kubeconfig(tmp_path / "kubeconfig", namespace="default", context="fake")
-
-    def run(self, *args, check=True):
-        argv = [KUBECTL, "--kubeconfig", self.config, "--cache-dir", str(self.tmp_path / "kube-cache")] + list(args)
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-        if check:
-            assert proc.returncode == 0, (argv, proc.stdout, proc.stderr)
-        return proc
-
-    def apply(self, obj):
-        path = self.tmp_path / ("%s-%d.json" % (obj["metadata"]["name"], len(os.listdir(self.tmp_path))))
-        path.write_text(json.dumps(obj))
-        return self.run("apply", "-f", str(path))
-
-    def get(self, *args):
-        return json.loads(self.run("get", *args, "-o", "json").stdout)
 
     def image(self, ref="deployment/web"):
         return self.get(ref)["spec"]["template"]["spec"]["containers"][0]["image"]
